@@ -1,0 +1,178 @@
+"""Subword tokenization, windowing of long sentences and merging window predictions back into words.
+
+A sentence longer than the encoder's budget is never truncated: it is cut into overlapping windows of
+whole words, every window is a model input, and each word takes its prediction from the window where it
+has the most context on both sides. Heads see words only: `word_index` points at each word's first
+subword inside its window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class Window:
+    """One encoder input covering words `[start, start + len(word_index))` of its sentence."""
+
+    input_ids: tuple[int, ...]  # with the encoder's special tokens
+    word_index: tuple[int, ...]  # position of each word's first subword in input_ids
+    start: int
+    owned: tuple[bool, ...]  # True where this window supplies the word's prediction
+
+
+@dataclass(frozen=True)
+class EncodedSentence:
+    """A sentence ready for the model: its windows and its word-level label ids."""
+
+    index: int  # position in its split, so predictions find their way back
+    windows: tuple[Window, ...]
+    labels: tuple[int, ...]
+
+    @property
+    def n_subwords(self) -> int:
+        return sum(len(w.input_ids) for w in self.windows)
+
+
+def word_pieces(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+    """Subword ids of every word, `[sentence][word][piece]`. A word the tokenizer maps to nothing
+    (e.g. a lone control character) becomes the unknown token, so no word ever disappears."""
+    encoding = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    result = []
+    for i, words in enumerate(sentences):
+        pieces: list[list[int]] = [[] for _ in words]
+        for token_id, word_id in zip(encoding["input_ids"][i], encoding.word_ids(i)):
+            if word_id is not None:
+                pieces[word_id].append(token_id)
+        result.append([p or [tokenizer.unk_token_id] for p in pieces])
+    return result
+
+
+def special_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The ids the encoder expects before and after a single sequence (e.g. `[CLS]` and `[SEP]`)."""
+    encoding = tokenizer(["x"], is_split_into_words=True)
+    ids, word_ids = encoding["input_ids"], encoding.word_ids()
+    first, last = word_ids.index(0), len(word_ids) - 1 - word_ids[::-1].index(0)
+    return ids[:first], ids[last + 1 :]
+
+
+def plan_windows(costs: Sequence[int], budget: int, stride: int) -> list[tuple[int, int]]:
+    """Word ranges `[start, end)` whose summed subword `costs` fit `budget`.
+
+    Consecutive windows start at least `stride` subwords apart and overlap, so that every word can be
+    predicted away from a window edge. One window when the whole sentence fits.
+    """
+    if budget < 1 or stride < 1:
+        raise ValueError(f"budget and stride must be positive, got {budget}, {stride}")
+    n = len(costs)
+    offsets = [0]
+    for cost in costs:
+        offsets.append(offsets[-1] + min(cost, budget))
+    windows, start = [], 0
+    while True:
+        end = start + 1
+        while end < n and offsets[end + 1] - offsets[start] <= budget:
+            end += 1
+        windows.append((start, end))
+        if end >= n:
+            return windows
+        next_start = start + 1
+        while next_start < end and offsets[next_start] - offsets[start] < stride:
+            next_start += 1
+        start = next_start
+
+
+def owners(windows: Sequence[tuple[int, int]], n_words: int) -> list[int]:
+    """For each word, the window where it has the most context: max over windows of the smaller of its
+    left and right context (a sentence edge counts as full context); ties go to the earlier window."""
+    best: list[tuple[float, int]] = [(-1.0, -1)] * n_words
+    for w, (start, end) in enumerate(windows):
+        for i in range(start, end):
+            left = float("inf") if start == 0 else i - start
+            right = float("inf") if end == n_words else end - 1 - i
+            score = min(left, right)
+            if score > best[i][0]:
+                best[i] = (score, w)
+    return [w for _, w in best]
+
+
+def encode_sentence(
+    index: int,
+    pieces: list[list[int]],
+    labels: Sequence[int],
+    specials: tuple[list[int], list[int]],
+    max_length: int,
+    stride: int | None = None,
+) -> EncodedSentence:
+    """Cut one sentence's word pieces into windows of at most `max_length` subwords (special tokens included).
+
+    `specials`: the encoder's (prefix, suffix) ids, from `special_tokens`. `stride`: subwords between
+    window starts (default: half the budget).
+    """
+    prefix, suffix = specials
+    budget = max_length - len(prefix) - len(suffix)
+    if budget < 1:
+        raise ValueError(f"data.max_length={max_length} leaves no room for words")
+    spans = plan_windows([len(p) for p in pieces], budget, stride or max(1, budget // 2))
+    owner = owners(spans, len(pieces))
+    windows = []
+    for w, (start, end) in enumerate(spans):
+        ids, word_index = list(prefix), []
+        for word in range(start, end):
+            word_index.append(len(ids))
+            ids.extend(pieces[word][:budget])  # a single word longer than the budget keeps its head
+        ids.extend(suffix)
+        owned = tuple(owner[word] == w for word in range(start, end))
+        windows.append(Window(tuple(ids), tuple(word_index), start, owned))
+    return EncodedSentence(index, tuple(windows), tuple(labels))
+
+
+def collate(items: Sequence[tuple[EncodedSentence, bool]], pad_id: int) -> dict:
+    """Pad a batch of sentences' windows to the longest window (dynamic padding).
+
+    `counted` is False for sentences repeated only to even out distributed shards: they are run but
+    neither scored nor written.
+    """
+    windows = [(i, w) for i, (sentence, _) in enumerate(items) for w in sentence.windows]
+    n, t = len(windows), max(len(w.input_ids) for _, w in windows)
+    n_words = max(len(w.word_index) for _, w in windows)
+    input_ids = torch.full((n, t), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, t), dtype=torch.long)
+    word_index = torch.zeros((n, n_words), dtype=torch.long)
+    word_mask = torch.zeros((n, n_words), dtype=torch.bool)
+    labels = torch.zeros((n, n_words), dtype=torch.long)
+    for row, (item, window) in enumerate(windows):
+        length, words = len(window.input_ids), len(window.word_index)
+        input_ids[row, :length] = torch.tensor(window.input_ids)
+        attention_mask[row, :length] = 1
+        word_index[row, :words] = torch.tensor(window.word_index)
+        word_mask[row, :words] = True
+        sentence_labels = items[item][0].labels
+        labels[row, :words] = torch.tensor(sentence_labels[window.start : window.start + words])
+    return {
+        "input_ids": input_ids,  # (windows, subwords)
+        "attention_mask": attention_mask,  # (windows, subwords)
+        "word_index": word_index,  # (windows, words)
+        "word_mask": word_mask,  # (windows, words)
+        "labels": labels,  # (windows, words)
+        "window_item": [item for item, _ in windows],
+        "window_owned": [window.owned for _, window in windows],
+        "sentence_index": [sentence.index for sentence, _ in items],
+        "counted": [counted for _, counted in items],
+    }
+
+
+def merge_windows(
+    predictions: Sequence[Sequence[int]], owned: Sequence[Sequence[bool]], window_item: Sequence[int], n_items: int
+) -> list[list[int]]:
+    """Word predictions of each sentence from its windows' predictions: each word from its owning window."""
+    merged: list[list[int]] = [[] for _ in range(n_items)]
+    for prediction, mask, item in zip(predictions, owned, window_item):
+        if len(prediction) != len(mask):
+            raise ValueError(f"window predicted {len(prediction)} words, expected {len(mask)}")
+        merged[item].extend(p for p, keep in zip(prediction, mask) if keep)
+    return merged

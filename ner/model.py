@@ -1,0 +1,136 @@
+"""The LightningModule: encoder -> dropout -> word-level states -> linear emissions -> head.
+
+Constructor arguments are plain values, saved with `save_hyperparameters()`, together with the label
+list and the encoder's configuration: a checkpoint rebuilds and decodes itself, offline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from transformers import get_linear_schedule_with_warmup
+
+from ner.data.windows import merge_windows
+from ner.distributed import gather_objects
+from ner.encoders import encoder_from_config, load_encoder
+from ner.heads import build_head
+from ner.metrics import EntityF1
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+class NerTagger(L.LightningModule):
+    """Token classification over words, with a pluggable head (`softmax` or `crf`).
+
+    Args:
+        encoder: hub name or local folder of the pretrained encoder.
+        labels: the label list (`O` first); index = label id.
+        head: head name (`ner.heads.build_head`); `head_options` go to its constructor.
+        dropout: on word states before the emission layer.
+        lr / head_lr: AdamW learning rates of the encoder + emission layer and of the head's own parameters.
+        weight_decay: AdamW decay, not applied to biases and norms.
+        warmup_ratio: share of all optimizer steps with linear warm-up, then linear decay to 0.
+        encoder_config: set in checkpoints; builds the architecture without downloading weights.
+    """
+
+    def __init__(
+        self,
+        encoder: str,
+        labels: list[str],
+        head: str = "softmax",
+        head_options: dict[str, Any] | None = None,
+        dropout: float = 0.3,
+        lr: float = 5e-5,
+        head_lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        encoder_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.encoder = encoder_from_config(encoder_config) if encoder_config else load_encoder(encoder)
+        self.encoder.train()  # from_pretrained returns eval mode, and Lightning keeps modes as it finds them
+        self.hparams.encoder_config = self.encoder.config.to_dict()
+        self.labels = list(labels)
+        self.dropout = nn.Dropout(dropout)
+        self.emissions = nn.Linear(self.encoder.config.hidden_size, len(self.labels))
+        self.head = build_head(head, self.labels, **(head_options or {}))
+        types = sorted({label[2:] for label in self.labels if label != "O"})
+        self.metrics = nn.ModuleDict({"val": EntityF1(types), "test": EntityF1(types)})
+        self.results: dict[str, dict] = {}  # split -> metric JSON of the last evaluation
+        self.predictions: dict[str, dict[int, list[str]]] = {}  # split -> sentence index -> tags
+        self._pending: list[tuple[int, list[str]]] = []
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, word_index: Tensor) -> Tensor:
+        """Emission scores of every word: (windows, words, labels)."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # (windows, subwords, hidden) -> each word's first subword: (windows, words, hidden)
+        index = word_index.unsqueeze(-1).expand(-1, -1, states.size(-1))
+        return self.emissions(self.dropout(states.gather(1, index)))
+
+    def _emissions(self, batch: dict) -> Tensor:
+        return self(batch["input_ids"], batch["attention_mask"], batch["word_index"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self.head(self._emissions(batch), batch["labels"], batch["word_mask"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["sentence_index"]))
+        return loss
+
+    def decode_batch(self, batch: dict) -> tuple[list[list[int]], list[list[int]]]:
+        """Gold and predicted label ids per sentence of the batch, windows merged back into sentences."""
+        paths = self.head.decode(self._emissions(batch), batch["word_mask"])
+        n = len(batch["sentence_index"])
+        gold_rows = [row[mask].tolist() for row, mask in zip(batch["labels"].cpu(), batch["word_mask"].cpu())]
+        gold = merge_windows(gold_rows, batch["window_owned"], batch["window_item"], n)
+        pred = merge_windows(paths, batch["window_owned"], batch["window_item"], n)
+        return gold, pred
+
+    def _eval_step(self, batch: dict, split: str) -> None:
+        gold, pred = self.decode_batch(batch)
+        kept = [i for i, counted in enumerate(batch["counted"]) if counted]
+        gold_tags = [[self.labels[t] for t in gold[i]] for i in kept]
+        pred_tags = [[self.labels[t] for t in pred[i]] for i in kept]
+        self.metrics[split].update(gold_tags, pred_tags)
+        self._pending.extend((batch["sentence_index"][i], tags) for i, tags in zip(kept, pred_tags))
+
+    def _eval_end(self, split: str, name: str) -> None:
+        result = self.metrics[split].compute()  # summed counts: exact across processes
+        self.metrics[split].reset()
+        predictions = gather_objects(self._pending)
+        self._pending = []
+        if self.trainer.sanity_checking:
+            return
+        self.results[name], self.predictions[name] = result, dict(predictions)
+        micro = result["micro"]
+        for key, value in (("f1", micro["f1"]), ("precision", micro["precision"]), ("recall", micro["recall"])):
+            self.log(f"{split}/{key}", value, sync_dist=False)
+        self.log(f"{split}/macro_f1", result["macro"]["f1"], sync_dist=False)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val", "dev")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test", "test")
+
+    def configure_optimizers(self) -> dict:
+        head_ids = {id(p) for p in self.head.parameters()}
+        rest = [(n, p) for n, p in self.named_parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [
+            {"params": [p for n, p in rest if not n.endswith(NO_DECAY)], "weight_decay": self.hparams.weight_decay},
+            {"params": [p for n, p in rest if n.endswith(NO_DECAY)], "weight_decay": 0.0},
+        ]
+        if head_ids:
+            groups.append({"params": list(self.head.parameters()), "lr": self.hparams.head_lr, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
