@@ -31,14 +31,16 @@ def _fetch_member(url: str, member: str, target: Path) -> None:
             partial.replace(target)
 
 
-def ensure_corpus(data_dir: str | Path, files: Mapping[str, Mapping[str, str]] | None) -> None:
-    """Make sure `data_dir` holds every file in `files` ({name: {url, member}}), downloading what is missing."""
+def ensure_corpus(data_dir: str | Path, splits: Mapping[str, Mapping[str, str] | None]) -> None:
+    """Make sure `data_dir` holds `<split>.iob2` for every split in `splits` ({split: {url, member} or None}),
+    downloading what is missing."""
     data_dir = Path(data_dir)
-    missing = [name for name in (files or {}) if not (data_dir / name).exists()]
+    files = {f"{split}.iob2": source or {} for split, source in splits.items()}
+    missing = [name for name in files if not (data_dir / name).exists()]
     if not missing:
         return
     hint = (
-        f"Put {', '.join(files)} into {data_dir} (or point data.dir at the folder that holds them; "
+        f"Put {' and '.join(files)} into {data_dir} (or point data.dir at the folder that holds them; "
         "for JNLPBA: the shared task's Genia4ERtask2.iob2 as train.iob2 and Genia4EReval2.iob2 as test.iob2)."
     )
     data_dir.mkdir(parents=True, exist_ok=True)
