@@ -16,11 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ner.data.labels import split_tag
-from ner.errors import DataError, NerError
+from ner.data.reader import read_iob2
+from ner.errors import NerError
 from ner.metrics import score_sentences
-
-DOC_MARKERS = ("###MEDLINE:", "-DOCSTART-")
 
 
 def read_predictions(
@@ -30,65 +28,8 @@ def read_predictions(
 
     Raises DataError naming the file and line for anything malformed, so a bad file never scores silently.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    except OSError as err:
-        raise DataError(path, f"cannot read the file ({err.strerror or err})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(path, f"not valid UTF-8 (byte 0x{data[err.start]:02x})", line) from None
-
-    declared = set(types) if types is not None else None
-    gold: list[list[str]] = []
-    pred: list[list[str]] = []
-    sentence: tuple[list[str], list[str]] = ([], [])
-
-    def end_sentence() -> None:
-        nonlocal sentence
-        if sentence[0]:
-            gold.append(sentence[0])
-            pred.append(sentence[1])
-        sentence = ([], [])
-
-    # split("\n"), not splitlines(): line numbers must match what an editor shows
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        if not line.strip() or line.startswith(DOC_MARKERS):
-            end_sentence()
-            continue
-        columns = line.split()
-        if len(columns) < 3:
-            raise DataError(
-                path,
-                f"expected token, gold and predicted tag columns, found {len(columns)} column(s)",
-                number,
-            )
-        for kind, tag in (("gold", columns[-2]), ("predicted", columns[-1])):
-            try:
-                entity_type = split_tag(tag)[1]
-            except ValueError:
-                raise DataError(
-                    path, f"{kind} tag {tag!r} is not 'O', 'B-<type>' or 'I-<type>'", number
-                ) from None
-            if declared is not None and entity_type is not None and entity_type not in declared:
-                raise DataError(
-                    path,
-                    f"{kind} tag {tag!r} has type {entity_type!r}, not one of --types {sorted(declared)}",
-                    number,
-                )
-        sentence[0].append(columns[-2])
-        sentence[1].append(columns[-1])
-    end_sentence()
-    if not gold:
-        raise DataError(
-            path, "no sentences found (the file is empty or has only blank lines and document markers)"
-        )
-    return gold, pred
+    corpus = read_iob2(path, types, with_predictions=True)
+    return [list(s.tags) for s in corpus.sentences], [list(s.predicted) for s in corpus.sentences]
 
 
 def _score_table(scores: dict, source: str) -> Table:

@@ -96,7 +96,10 @@ def read_iob2(
     path = Path(path)
     declared = set(types) if types is not None else None
     text = _read_text(path)
-    raw_lines = text.splitlines()
+    # split("\n"), not splitlines(): a token may hold \x0c or \u2028, and line numbers must match an editor's
+    raw_lines = [line.rstrip("\r") for line in text.split("\n")]
+    if raw_lines and raw_lines[-1] == "":
+        raw_lines.pop()
     n_tag_columns = 2 if with_predictions else 1
     sentences: list[Sentence] = []
     doc_id: str | None = None
@@ -135,15 +138,16 @@ def read_iob2(
             doc_id = f"doc{number}"
             has_markers = True
             continue
-        fields = _fields(line.rstrip("\r\n"))
+        fields = _fields(line)
         if len(fields) < 1 + n_tag_columns:
-            expected = "a token, a gold and a predicted tag" if with_predictions else "a token and a tag"
+            expected = "token, gold and predicted tag columns" if with_predictions else "a token and a tag"
             raise DataError(path, f"expected {expected} separated by tabs or spaces, got {line!r}", number)
-        for column, tag in zip(tags, fields[-n_tag_columns:]):
+        kinds = ("gold ", "predicted ") if with_predictions else ("",)
+        for column, kind, tag in zip(tags, kinds, fields[-n_tag_columns:], strict=True):
             try:
                 _, entity_type = split_tag(tag)
             except ValueError as error:
-                raise DataError(path, str(error), number) from None
+                raise DataError(path, f"{kind}{error}", number) from None
             if entity_type is not None and declared is not None and entity_type not in declared:
                 raise DataError(
                     path,
