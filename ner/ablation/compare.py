@@ -1,0 +1,222 @@
+"""Compare arms over seeds: aggregate per-run results, test the arms' differences, gather the card protocol.
+
+Input: run folders. Each contributes the arms evaluated next to it (`eval/<arm>.json`, see
+`ner.ablation.evaluation`) or, for a plain run without `eval/`, itself as one arm named after its head (and
+decode mode when not the default). `eval/card-<arm>.json` files feed the model card section.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from ner.ablation.evaluation import native_arm, trained_decode
+from ner.ablation.grid import Arm
+from ner.ablation.protocol import ALONE, CARD_LABEL, LADDER
+from ner.ablation.stats import document_counts, f1, paired_test, summarize
+from ner.data.labels import types_of
+from ner.data.reader import read_iob2
+from ner.errors import NerError
+
+HONEST = (
+    "honest: epoch selected on dev, official JNLPBA 2004 rules (evalIOB2.pl), every word of every sentence; "
+    "macro = unweighted mean over types"
+)
+METRICS = ("test_f1", "test_macro_f1", "test_precision", "test_recall", "dev_f1")
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    """One arm's result on one run (one seed)."""
+
+    arm: str
+    run_dir: Path
+    result: dict
+
+    @property
+    def seed(self) -> int:
+        return int(self.result["seed"])
+
+
+def collect(run_dirs: Sequence[str | Path]) -> tuple[dict[str, list[ArmRun]], dict[str, list[ArmRun]]]:
+    """`(honest arms, card arms)`: `{arm: [one ArmRun per run]}`, arms in order of first appearance."""
+    honest: dict[str, list[ArmRun]] = {}
+    card: dict[str, list[ArmRun]] = {}
+    for run_dir in map(Path, run_dirs):
+        metrics_path = run_dir / "metrics.json"
+        if not metrics_path.exists():
+            raise NerError(f"{run_dir}: no metrics.json (not a finished run)")
+        results = [(p, json.loads(p.read_text())) for p in sorted((run_dir / "eval").glob("*.json"))]
+        results.sort(key=lambda item: not item[1].get("native", False))  # the run's own arm first
+        if not any(r.get("protocol") == "honest" for _, r in results):  # a plain run: itself
+            metrics = json.loads(metrics_path.read_text())
+            head, decode = metrics["model"]["head"], trained_decode(run_dir)
+            name = head if decode in (head, "argmax") else f"{head}-{decode}"
+            results.append((metrics_path, native_arm(Arm(name, head), metrics, decode)))
+        for _, result in results:
+            target = card if result.get("protocol") == "card" else honest
+            target.setdefault(result["arm"], []).append(ArmRun(result["arm"], run_dir, result))
+    for arms in (honest, card):
+        for name, runs in arms.items():
+            seeds = [r.seed for r in runs]
+            if len(set(seeds)) != len(seeds):
+                raise NerError(
+                    f"arm {name!r} has two runs with the same seed ({sorted(seeds)}): "
+                    f"{', '.join(str(r.run_dir) for r in runs)}"
+                )
+            runs.sort(key=lambda r: r.seed)
+    return honest, card
+
+
+def arm_summary(runs: Sequence[ArmRun], types: Sequence[str]) -> dict:
+    """Mean / std / min / max over seeds of the headline metrics and of each type's F1."""
+
+    def values(split: str, *keys: str) -> list[float]:
+        out = []
+        for run in runs:
+            value = run.result[split]
+            for key in keys:
+                value = value[key]
+            out.append(value)
+        return out
+
+    first = runs[0].result
+    return {
+        "head": first["head"],
+        "decode": first["decode"],
+        "selection": first["selection"],
+        "seeds": [r.seed for r in runs],
+        "runs": [str(r.run_dir) for r in runs],
+        "metrics": {
+            "test_f1": summarize(values("test", "micro", "f1")),
+            "test_macro_f1": summarize(values("test", "macro", "f1")),
+            "test_precision": summarize(values("test", "micro", "precision")),
+            "test_recall": summarize(values("test", "micro", "recall")),
+            "dev_f1": summarize(values("dev", "micro", "f1")),
+        },
+        "per_type_f1": {t: summarize(values("test", "per_type", t, "f1")) for t in types},
+    }
+
+
+def pooled_counts(
+    runs: Sequence[ArmRun], seeds: Sequence[int], types: Sequence[str]
+) -> tuple[list[str], np.ndarray, str]:
+    """Per-document test counts of `runs` with those seeds, summed over seeds, and the resampling unit."""
+    docs, total, unit = None, None, "abstracts"
+    for run in runs:
+        if run.seed not in seeds:
+            continue
+        path = run.run_dir / run.result["predictions"]["test"]
+        corpus = read_iob2(path, types, with_predictions=True)
+        if not corpus.has_doc_markers:
+            unit = "sentences (the test file has no abstract markers)"
+        ids, counts = document_counts(corpus.sentences, types)
+        if docs is not None and ids != docs:
+            raise NerError(f"{path}: not the same test documents as the other runs")
+        docs, total = ids, counts if total is None else total + counts
+    return docs, total, unit
+
+
+def significance(
+    honest: dict[str, list[ArmRun]], types: Sequence[str], resamples: int, seed: int
+) -> list[dict]:
+    """Every pair of arms (in arm order), on the seeds both have: F1(second) - F1(first), micro and macro."""
+    tests = []
+    for a, b in combinations(honest, 2):
+        seeds = sorted({r.seed for r in honest[a]} & {r.seed for r in honest[b]})
+        if not seeds:
+            continue
+        docs_a, counts_a, unit = pooled_counts(honest[a], seeds, types)
+        docs_b, counts_b, _ = pooled_counts(honest[b], seeds, types)
+        if docs_a != docs_b:
+            raise NerError(f"arms {a} and {b} were tested on different documents")
+        tests.append(
+            {
+                "a": a,
+                "b": b,
+                "seeds": seeds,
+                "resampled": unit,
+                "pooled_f1": {a: float(f1(counts_a.sum(0))), b: float(f1(counts_b.sum(0)))},
+                "micro": paired_test(counts_a, counts_b, "micro", resamples, seed),
+                "macro": paired_test(counts_a, counts_b, "macro", resamples, seed),
+            }
+        )
+    return tests
+
+
+def card_summary(runs: Sequence[ArmRun]) -> dict:
+    """The card protocol against the honest one on the same seeds: headline numbers and the ladder."""
+
+    def over(get) -> dict:
+        return summarize([get(r.result) for r in runs])
+
+    return {
+        "label": CARD_LABEL,
+        "seeds": [r.seed for r in runs],
+        "card_micro_f1": over(lambda r: r["card"]["micro"]["f1"]),
+        "card_macro_avg_as_reported": over(lambda r: r["card"]["macro_avg_as_reported"]["f1"]),
+        "card_true_macro_f1": over(lambda r: r["card"]["true_macro"]["f1"]),
+        "honest_micro_f1": over(lambda r: r["honest"]["micro"]["f1"]),
+        "honest_macro_f1": over(lambda r: r["honest"]["macro"]["f1"]),
+        "inflation_micro_f1": over(lambda r: r["inflation"]["micro_f1"]),
+        "inflation_reported_macro": over(lambda r: r["inflation"]["reported_macro_vs_honest_macro_f1"]),
+        "words_dropped": over(lambda r: r["truncation"]["words_dropped"]),
+        "ladder": [
+            {
+                "step": label,
+                "f1": over(lambda r, k=k: r["ladder"][k]["f1"]),
+                "delta_f1": over(lambda r, k=k: r["ladder"][k].get("delta_f1", 0.0)),
+            }
+            for k, (label, _, _) in enumerate(LADDER)
+        ],
+        "alone": [
+            {"factor": label, "delta_f1": over(lambda r, k=k: r["alone"][k]["delta_f1"])}
+            for k, (label, _, _) in enumerate(ALONE)
+        ],
+    }
+
+
+def ordered(arms: dict[str, list[ArmRun]], order: Sequence[str]) -> dict[str, list[ArmRun]]:
+    """The arms named in `order` first, in that order, then the others as found."""
+    rank = {name: k for k, name in enumerate(order)}
+    return dict(sorted(arms.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def compare(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    resamples: int = 10_000,
+    seed: int = 0,
+    arm_order: Sequence[str] = (),
+) -> dict:
+    """The whole comparison as a JSON-ready dict (`comparison.json`); run paths relative to `out_dir`.
+
+    Arms appear in `arm_order`, then as found (each run's own arm first)."""
+    honest, card = collect(run_dirs)
+    honest, card = ordered(honest, arm_order), ordered(card, arm_order)
+    if not honest:
+        raise NerError("nothing to compare: no finished runs")
+    labels = next(iter(honest.values()))[0].result["test"]["per_type"]
+    types = types_of(f"B-{t}" for t in labels)
+    arms = {name: arm_summary(runs, types) for name, runs in honest.items()}
+    if out_dir is not None:
+        for summary in arms.values():
+            summary["runs"] = [os.path.relpath(r, out_dir) for r in summary["runs"]]
+    return {
+        "protocol": HONEST,
+        "types": types,
+        "arms": arms,
+        "significance": significance(honest, types, resamples, seed),
+        "significance_method": (
+            f"paired bootstrap ({resamples} resamples of test documents, percentile CI) and approximate "
+            f"randomization ({resamples} shuffles); seeds pooled (counts summed per document); "
+            "difference = b - a"
+        ),
+        "card_protocol": {name: card_summary(runs) for name, runs in card.items()},
+    }

@@ -1,0 +1,128 @@
+"""Seed statistics and paired significance tests between arms scored on the same test set.
+
+The resampling unit is the abstract (`###MEDLINE:` document; a sentence where a file has no markers):
+sentences of one abstract share vocabulary and annotator habits, so they are not independent. Seeds are
+pooled: each arm's counts per abstract are summed over its seeds, and both arms use the same seeds, so a
+resample compares the arms on the same abstracts and the same seeds. F1 is recomputed from the summed counts
+of every resample, never averaged over documents.
+
+- Paired bootstrap: draw abstracts with replacement; the percentile interval of F1(B) - F1(A) is the
+  confidence interval, and the two-sided p-value is twice the share of resamples on the far side of 0
+  (add-one smoothed).
+- Approximate randomization: swap the two arms' counts on each abstract with probability 1/2; p is the
+  share of shuffles with a difference at least as large as observed (add-one smoothed).
+Identical arms give p = 1 in both; an arm better on every abstract gives p near 2/(n + 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ner.data.reader import Sentence
+from ner.metrics import count_sentence
+
+COUNTS = ("tp", "n_pred", "n_gold")
+
+
+def summarize(values: Sequence[float]) -> dict[str, float | int | list[float]]:
+    """Mean, sample standard deviation (n - 1; 0 for one value), min, max and the values themselves."""
+    values = [float(v) for v in values]
+    if not values:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "values": []}
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return {
+        "n": len(values),
+        "mean": mean,
+        "std": std,
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
+
+
+def document_counts(sentences: Sequence[Sentence], types: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Official-rule counts per document: `(doc ids in file order, (docs, 3 [tp, n_pred, n_gold], types))`.
+
+    A document is a run of consecutive sentences with one doc id (the JNLPBA test file repeats a few ids for
+    different abstracts, which stay separate units); sentences without an id are one unit each. Sentences
+    need `predicted` tags (a predictions file read with `with_predictions=True`)."""
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    previous = None
+    for i, sentence in enumerate(sentences):
+        if sentence.predicted is None:
+            raise ValueError("document_counts needs sentences read from a predictions file")
+        doc = sentence.doc_id if sentence.doc_id is not None else f"sentence{i}"
+        if doc != previous:
+            ids.append(doc)
+            rows.append(np.zeros((len(COUNTS), len(types)), dtype=np.int64))
+            previous = doc
+        counts = count_sentence(sentence.tags, sentence.predicted, types)
+        rows[-1] += np.array([counts[name] for name in COUNTS], dtype=np.int64)
+    return ids, np.stack(rows)
+
+
+def f1(counts: np.ndarray, metric: str = "micro") -> np.ndarray:
+    """F1 from summed counts `(..., 3, types)`: micro over all types, or the unweighted mean over types."""
+    tp, n_pred, n_gold = (counts[..., k, :].astype(float) for k in range(3))
+    if metric == "micro":
+        tp, n_pred, n_gold = tp.sum(-1), n_pred.sum(-1), n_gold.sum(-1)
+    elif metric != "macro":
+        raise ValueError(f"metric must be micro or macro, got {metric!r}")
+    denominator = n_pred + n_gold
+    # 2PR/(P+R) = 2tp/(n_pred+n_gold); 0 where undefined, as the scorer does
+    value = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return value if metric == "micro" else value.mean(-1)
+
+
+def paired_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: str = "micro",
+    resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float | int | str]:
+    """Compare arm B with arm A on the same documents; `a`, `b`: counts `(docs, 3, types)`, seeds summed.
+
+    Returns the observed difference F1(B) - F1(A), its bootstrap confidence interval, and both p-values."""
+    if a.shape != b.shape:
+        raise ValueError(f"paired arms need counts of the same documents, got shapes {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    n_docs = a.shape[0]
+    flat_a, flat_b = a.reshape(n_docs, -1).astype(float), b.reshape(n_docs, -1).astype(float)
+    observed = float(f1(b.sum(0), metric) - f1(a.sum(0), metric))
+
+    # bootstrap: how often each document is drawn, (resamples, docs), then summed counts per resample
+    weights = rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=resamples).astype(float)
+    boot = f1((weights @ flat_b).reshape(-1, *b.shape[1:]), metric) - f1(
+        (weights @ flat_a).reshape(-1, *a.shape[1:]), metric
+    )
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(boot, [tail, 1.0 - tail])
+    # two-sided: twice the smaller tail beyond 0, add-one smoothed so that no p-value is exactly 0
+    at_most, at_least = int(np.sum(boot <= 0)), int(np.sum(boot >= 0))
+    p_boot = min(1.0, 2.0 * (min(at_most, at_least) + 1) / (resamples + 1))
+
+    # approximate randomization: swap[r, d] = 1 exchanges the arms' counts on document d
+    swap = rng.integers(0, 2, size=(resamples, n_docs)).astype(float)
+    moved = swap @ (flat_b - flat_a)  # what arm A gains (and B loses) by the swaps
+    shuffled_a = (flat_a.sum(0) + moved).reshape(-1, *a.shape[1:])
+    shuffled_b = (flat_b.sum(0) - moved).reshape(-1, *b.shape[1:])
+    diffs = f1(shuffled_b, metric) - f1(shuffled_a, metric)
+    p_ar = (int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12)) + 1) / (resamples + 1)
+    return {
+        "metric": metric,
+        "difference": observed,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "level": level,
+        "p_bootstrap": p_boot,
+        "p_randomization": p_ar,
+        "documents": n_docs,
+        "resamples": resamples,
+    }
