@@ -1,0 +1,137 @@
+"""Tag raw text or pre-tokenized sentences from the command line; JSON lines out.
+
+    python -m ner.predict --ckpt outputs/quickstart/checkpoints/last.ckpt abstracts.txt > entities.jsonl
+    echo "IL-2 gene expression requires NF-kappa B." | python -m ner.predict --ckpt last.ckpt -
+
+Input (a file, or `-` for standard input), UTF-8:
+- plain text: one document per line; blank lines are skipped. Each document gives
+  `{"line": N, "text": ..., "entities": [{"type", "start", "end", "text", "score"}, ...]}`.
+- JSON lines (`--format jsonl`, a `.jsonl` file, or input whose first line starts with `{`): objects with
+  `"text"` (raw text -> `"entities"` added) or `"tokens"` (a word list -> `"tags"` and `"scores"` added);
+  every other field (an id, say) is passed through.
+Character offsets count Unicode code points of the text, as Python's `text[start:end]` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ner.cli import user_errors
+from ner.errors import DataError
+from ner.outputs import atomic_write_text
+
+STDIN = "<stdin>"
+PROGRESS_FROM = 100  # records: smaller inputs finish before a progress bar would help
+
+
+def read_input(source: str) -> tuple[str, str]:
+    """`(name, text)` of a file or of standard input (`-`), decoded as UTF-8; DataError if that fails."""
+    if source == "-":
+        name, data = STDIN, sys.stdin.buffer.read()
+    else:
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise DataError(path, "file not found" if not path.exists() else "not a regular file")
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise DataError(path, f"cannot be read ({error.strerror or error})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first document
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(name, f"not valid UTF-8 (byte {data[error.start]:#04x})", line) from None
+    if not text.strip():
+        raise DataError(name, "is empty: expected one document per line, or JSON lines")
+    return name, text
+
+
+def parse_records(name: str, text: str, fmt: str) -> list[dict]:
+    """Input records, each with `line` and either `text` or `tokens` (validated, with line numbers)."""
+    lines = text.splitlines()
+    if fmt == "auto":
+        first = next(line for line in lines if line.strip())
+        fmt = "jsonl" if name.endswith((".jsonl", ".json")) or first.lstrip().startswith("{") else "text"
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if fmt == "text":
+            records.append({"line": number, "text": line})
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(name, f"not valid JSON ({error.msg})", number) from None
+        if isinstance(record, str):
+            record = {"text": record}
+        if not isinstance(record, dict) or ("text" in record) == ("tokens" in record):
+            raise DataError(name, 'expected an object with either "text" or "tokens"', number)
+        if "text" in record and not isinstance(record["text"], str):
+            raise DataError(name, '"text" must be a string', number)
+        tokens = record.get("tokens")
+        if "tokens" in record and not (
+            isinstance(tokens, list) and all(isinstance(t, str) and t.strip() for t in tokens)
+        ):
+            raise DataError(name, '"tokens" must be a list of non-empty strings', number)
+        records.append({"line": number, **record})
+    return records
+
+
+def annotate(predictor, records: list[dict], progress: bool) -> list[dict]:
+    """Each record with its `entities` (text) or `tags` and `scores` (tokens)."""
+    texts = [r for r in records if "text" in r]
+    sentences = [r for r in records if "tokens" in r]
+    for record, entities in zip(texts, predictor.entities([r["text"] for r in texts], progress), strict=True):
+        record["entities"] = [entity.to_dict() for entity in entities]
+    for record, tagged in zip(
+        sentences, predictor.tag([r["tokens"] for r in sentences], progress), strict=True
+    ):
+        record["tags"], record["scores"] = list(tagged.tags), [round(s, 6) for s in tagged.scores]
+    return records
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ner.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("input", nargs="?", default="-", help="text or JSONL file; '-' (default): stdin")
+    parser.add_argument("--ckpt", required=True, help="checkpoint of a run (e.g. RUN/checkpoints/last.ckpt)")
+    parser.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto", help="input format")
+    parser.add_argument("--output", "-o", help="write JSON lines here instead of stdout")
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
+    parser.add_argument("--max-length", type=int, default=128, help="subwords per window (as in training)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"progress bar on stderr (default: from {PROGRESS_FROM} records)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with user_errors():
+        name, text = read_input(args.input)
+        records = parse_records(name, text, args.format)
+        from ner.predictor import Predictor  # after the input checks: loading torch takes seconds
+
+        predictor = Predictor.from_checkpoint(
+            args.ckpt, device=args.device, max_length=args.max_length, batch_size=args.batch_size
+        )
+        progress = args.progress if args.progress is not None else len(records) >= PROGRESS_FROM
+        lines = [json.dumps(r, ensure_ascii=False) for r in annotate(predictor, records, progress)]
+        if args.output:
+            atomic_write_text(args.output, "\n".join(lines) + "\n")
+        else:
+            sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Inference with a trained checkpoint: raw text in, entities with character offsets out.
+
+Raw text is cut into sentences and GENIA-style tokens (`ner.text`), so the model sees the kind of words
+it was trained on; every sentence then goes through the training path unchanged: `word_pieces`,
+`encode_sentence` (long sentences windowed, never cut), `collate`, the model, the head's `decode` and
+`scores`, and `merge_windows`. Batches are sorted by length to keep padding small.
+
+    predictor = Predictor.from_checkpoint("outputs/quickstart/checkpoints/last.ckpt")
+    predictor.predict("IL-2 gene expression requires NF-kappa B in T cells.")
+    # [Entity(type='DNA', start=0, end=9, text='IL-2 gene', score=...), ...]
+    predictor.predict([["IL-2", "gene", "expression"]])  # pre-tokenized: word-level tags
+    # [['B-DNA', 'I-DNA', 'O']]
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from transformers import PreTrainedTokenizerBase
+
+from ner.data.windows import collate, encode_sentence, merge_windows, special_tokens, word_pieces
+from ner.encoders import load_tokenizer
+from ner.errors import NerError
+from ner.metrics import entity_chunks
+from ner.model import NerTagger
+from ner.text import Token, split_sentences
+
+# what torch.load and Lightning raise on a file that is not one of our checkpoints
+LOAD_ERRORS = (RuntimeError, KeyError, EOFError, OSError, ValueError, TypeError, pickle.UnpicklingError)
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity found in raw text: `text == input[start:end]`.
+
+    `score` is the mean over the entity's words of the head's confidence in the label it chose there
+    (softmax probability, or CRF posterior marginal): the same number the Hugging Face pipeline reports
+    for an entity with `aggregation_strategy="first"`.
+    """
+
+    type: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """Word-level output for one sentence: a tag and the head's confidence in it for every word."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    scores: tuple[float, ...]
+
+
+def tokenizer_from_files(files: dict[str, bytes]) -> PreTrainedTokenizerBase:
+    """Rebuild a tokenizer from the files a checkpoint carries (`NerTagger.on_save_checkpoint`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in files.items():
+            (Path(folder) / Path(name).name).write_bytes(data)
+        return load_tokenizer(folder)
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[NerTagger, PreTrainedTokenizerBase]:
+    """The model (eval mode, on `device`) and its tokenizer from a checkpoint alone, offline.
+
+    Older checkpoints without tokenizer files fall back to the encoder named in their hyperparameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NerError(f"{path}: checkpoint not found")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise NerError(f"unknown device {str(device)!r}; expected cpu, cuda, cuda:N, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise NerError(f"device {device} requested, but CUDA is not available here")
+    try:
+        model = NerTagger.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as error:
+        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        raise NerError(
+            f"{path}: not a checkpoint of this project ({type(error).__name__}: {detail})"
+        ) from None
+    files = model.tokenizer_files
+    tokenizer = tokenizer_from_files(files) if files else load_tokenizer(model.hparams.encoder)
+    return model.to(device).eval(), tokenizer
+
+
+class Predictor:
+    """Tags pre-tokenized sentences and finds entities in raw text with a trained `NerTagger`.
+
+    Args:
+        model / tokenizer: from `load_checkpoint` (or `Predictor.from_checkpoint`).
+        max_length: subwords per window, special tokens included; use the value the model was trained
+            with (`data.max_length`, 128 by default). Longer sentences are windowed as in training.
+        stride: subwords between window starts (default: half a window, as in training).
+        batch_size: sentences per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: NerTagger,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 128,
+        stride: int | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        positions = getattr(model.encoder.config, "max_position_embeddings", None)
+        if positions is not None and max_length > positions:
+            raise NerError(f"max_length={max_length} exceeds the encoder's {positions} positions")
+        self.specials = special_tokens(tokenizer)
+        if max_length - sum(len(ids) for ids in self.specials) < 1:
+            raise NerError(f"max_length={max_length} leaves no room for words after the special tokens")
+        if batch_size < 1 or (stride is not None and stride < 1):
+            raise NerError(f"batch_size and stride must be positive, got {batch_size} and {stride}")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.labels = list(model.labels)
+        self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device | None = None, **options
+    ) -> Predictor:
+        """Load a checkpoint (`device`: default CUDA when available); `options` go to the constructor."""
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(*load_checkpoint(path, device), **options)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def tag(self, sentences: Sequence[Sequence[str]], progress: bool = False) -> list[TaggedSentence]:
+        """Word-level tags and confidences of pre-tokenized sentences, in input order."""
+        sentences = [tuple(s) for s in sentences]
+        for i, sentence in enumerate(sentences):
+            if not all(isinstance(word, str) and word.strip() for word in sentence):
+                raise NerError(f"sentence {i}: every word must be a non-empty string, got {list(sentence)!r}")
+        results = [TaggedSentence(s, (), ()) for s in sentences]
+        todo = [i for i, s in enumerate(sentences) if s]
+        pieces = word_pieces(self.tokenizer, [sentences[i] for i in todo]) if todo else []
+        encoded = [
+            encode_sentence(i, p, [0] * len(p), self.specials, self.max_length, self.stride)
+            for i, p in zip(todo, pieces, strict=True)
+        ]
+        encoded.sort(key=lambda e: e.n_subwords)  # similar lengths together: little padding
+        batches = [encoded[k : k + self.batch_size] for k in range(0, len(encoded), self.batch_size)]
+        console = Console(stderr=True)
+        with Progress(console=console, transient=True, disable=not progress) as bar:
+            task = bar.add_task("tagging", total=sum(len(b) for b in batches))
+            for batch in batches:
+                tags, scores = self._run(batch)
+                for item, item_tags, item_scores in zip(batch, tags, scores, strict=True):
+                    labels = tuple(self.labels[t] for t in item_tags)
+                    results[item.index] = TaggedSentence(sentences[item.index], labels, tuple(item_scores))
+                bar.advance(task, len(batch))
+        return results
+
+    @torch.inference_mode()
+    def _run(self, items) -> tuple[list[list[int]], list[list[float]]]:
+        batch = collate([(item, True) for item in items], self.tokenizer.pad_token_id)
+        device = self.device
+        emissions = self.model(
+            batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["word_index"].to(device)
+        )  # (windows, words, labels)
+        mask = batch["word_mask"].to(device)
+        paths = self.model.head.decode(emissions, mask)
+        confidences = self.model.head.scores(emissions, mask, paths)
+        owned, window_item = batch["window_owned"], batch["window_item"]
+        return (
+            merge_windows(paths, owned, window_item, len(items)),
+            merge_windows(confidences, owned, window_item, len(items)),
+        )
+
+    def entities(self, texts: Sequence[str], progress: bool = False) -> list[list[Entity]]:
+        """Entities of each raw text, with character offsets into that text."""
+        documents = [split_sentences(text) for text in texts]
+        flat = [sentence for sentences in documents for sentence in sentences]
+        tagged = iter(self.tag([[token.text for token in s] for s in flat], progress=progress))
+        results = []
+        for text, sentences in zip(texts, documents, strict=True):
+            found = []
+            for sentence in sentences:
+                found.extend(_entities(text, sentence, next(tagged)))
+            results.append(found)
+        return results
+
+    def predict(self, inputs: str | Sequence[str] | Sequence[Sequence[str]], progress: bool = False):
+        """Raw text -> entities; pre-tokenized sentences -> word-level tags.
+
+        - one string: `list[Entity]` for it;
+        - a list of strings (documents): `list[list[Entity]]`;
+        - a list of word lists (sentences): `list[list[str]]`, one tag per word.
+        """
+        if isinstance(inputs, str):
+            return self.entities([inputs], progress)[0]
+        inputs = list(inputs)
+        if all(isinstance(item, str) for item in inputs):
+            return self.entities(inputs, progress)
+        if all(isinstance(item, (list, tuple)) for item in inputs):
+            return [list(t.tags) for t in self.tag(inputs, progress)]
+        raise NerError("predict() takes a string, a list of strings, or a list of word lists")
+
+
+def _entities(text: str, tokens: Sequence[Token], tagged: TaggedSentence) -> list[Entity]:
+    """Entities as the official scorer reads the tags: chunks begun by `B-` (an `I-` continues any chunk)."""
+    found = []
+    for chunk in entity_chunks(tagged.tags):
+        if not chunk.begun_by_b:
+            continue  # a stray `I-` after `O`: the official scorer counts no entity, neither do we
+        start, end = tokens[chunk.start].start, tokens[chunk.end - 1].end
+        scores = tagged.scores[chunk.start : chunk.end]
+        found.append(Entity(chunk.type, start, end, text[start:end], sum(scores) / len(scores)))
+    return found
