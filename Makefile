@@ -1,10 +1,10 @@
-# make quickstart | make test | make lint — each creates .venv on first use and installs what it needs.
+# make quickstart | make test | make test-slurm | make lint — each creates .venv on first use and installs what it needs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast lint format clean
+.PHONY: install quickstart test test-slurm lint format clean
 
 install: $(STAMP)
 
@@ -20,6 +20,11 @@ quickstart: install
 
 test: install
 	$(PY) -m pytest
+
+# The `slurm`-marked tests against a real one-node SLURM: installs slurm-wlm and munge (root), starts
+# tests/slurm/cluster.sh, runs them, stops it. `make test` skips them, with the reason, where no SLURM runs.
+test-slurm: install
+	bash .ci/slurm.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """Run an ablation: `python experiments/ablate.py ablation=heads model=minilm data.dir=DIR [action=run]`.
 
-Actions (see docs/ablation.md): list | status | one index=N | train | evaluate | compare | run.
+Actions (see the README, *Ablation*): list | status | one index=N | train | evaluate | compare | run.
 """
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Train and evaluate one run: `python experiments/run.py head=crf model=minilm seed=3 ...` (Hydra overrides)."""
+"""Train and evaluate one run: `python experiments/run.py head=crf model=minilm seed=3 ...` (Hydra)."""
 
 import hydra
 from omegaconf import DictConfig

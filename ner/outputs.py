@@ -34,13 +34,15 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def corpus_predictions(corpus: Corpus, predictions: Sequence[Sequence[str]]) -> str:
-    """`token<TAB>gold<TAB>pred`, line for line the source file: markers and blank lines stay where they were."""
+    """`token<TAB>gold<TAB>pred`, line for line the source file: markers and blank lines stay in place."""
     if len(predictions) != len(corpus.sentences):
-        raise ValueError(f"{len(predictions)} predicted sentences for {len(corpus.sentences)} in {corpus.path}")
+        raise ValueError(
+            f"{len(predictions)} predicted sentences for {len(corpus.sentences)} in {corpus.path}"
+        )
     by_line: dict[int, str] = {}
-    for sentence, tags in zip(corpus.sentences, predictions):
+    for sentence, tags in zip(corpus.sentences, predictions, strict=True):
         _check_length(sentence, tags)
-        for token, gold, pred, line in zip(sentence.tokens, sentence.tags, tags, sentence.lines):
+        for token, gold, pred, line in zip(sentence.tokens, sentence.tags, tags, sentence.lines, strict=True):
             by_line[line] = f"{token}\t{gold}\t{pred}"
     lines = [by_line.get(number, raw) for number, raw in enumerate(corpus.raw_lines, start=1)]
     return "\n".join(lines) + "\n"
@@ -54,10 +56,12 @@ def sentence_predictions(sentences: Sequence[Sentence], predictions: Sequence[Se
         if sentence.doc_id is not None and sentence.doc_id != doc:
             doc = sentence.doc_id
             out += [f"{ABSTRACT_MARKER}{doc}", ""]
-        out += [f"{t}\t{g}\t{p}" for t, g, p in zip(sentence.tokens, sentence.tags, tags)] + [""]
+        out += [f"{t}\t{g}\t{p}" for t, g, p in zip(sentence.tokens, sentence.tags, tags, strict=True)] + [""]
     return "\n".join(out) + "\n"
 
 
 def _check_length(sentence: Sentence, tags: Sequence[str]) -> None:
     if len(tags) != len(sentence.tokens):
-        raise ValueError(f"{len(tags)} predicted tags for {len(sentence.tokens)} words (line {sentence.lines[0]})")
+        raise ValueError(
+            f"{len(tags)} predicted tags for {len(sentence.tokens)} words (line {sentence.lines[0]})"
+        )

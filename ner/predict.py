@@ -106,6 +106,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=128, help="subwords per window (as in training)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument(
+        "--precision",
+        choices=("32", "bf16", "int8"),  # ner.model.INFERENCE_PRECISIONS, without importing torch here
+        default="32",
+        help="32: exact (default); bf16: bfloat16 autocast, faster on GPUs and AVX512-BF16/AMX CPUs; "
+        "int8: dynamically quantized encoder, CPU only (costs F1: see the README's benchmark figures)",
+    )
+    parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -122,7 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ner.predictor import Predictor  # after the input checks: loading torch takes seconds
 
         predictor = Predictor.from_checkpoint(
-            args.ckpt, device=args.device, max_length=args.max_length, batch_size=args.batch_size
+            args.ckpt,
+            device=args.device,
+            precision=args.precision,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
         )
         progress = args.progress if args.progress is not None else len(records) >= PROGRESS_FROM
         lines = [json.dumps(r, ensure_ascii=False) for r in annotate(predictor, records, progress)]

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from ner.callbacks import EpochHistory
+from ner.callbacks import EpochHistory, Preemption, RandomState
 from ner.data.datamodule import NerDataModule
 from ner.data.splits import DEV_ON_TEST_WARNING
 from ner.encoders import resolve_encoder
@@ -55,16 +56,38 @@ def build_trainer(cfg: DictConfig, out: Path) -> tuple[L.Trainer, ModelCheckpoin
         auto_insert_metric_name=False,
         monitor="val/f1",
         mode="max",
-        save_last=True,
+        save_last=False,  # `Preemption` writes last.ckpt: at every epoch end, not only along with a new best
     )
     history = EpochHistory()
-    callbacks = [history, LearningRateMonitor("step"), checkpoint]
+    # Resumable runs: `last.ckpt` also mid-epoch, every N steps and on SIGTERM / SIGUSR1, with the RNG states.
+    # `checkpoint_every_n_steps` may be absent from the config (or null): epoch ends and signals only.
+    preemption = Preemption(out / "checkpoints", every_n_steps=cfg.get("checkpoint_every_n_steps"))
+    callbacks = [history, LearningRateMonitor("step"), checkpoint, RandomState(), preemption]
+    if (
+        cfg.keep_epoch_checkpoints
+    ):  # for evaluations that revisit every epoch (e.g. the model card's protocol)
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=out / "checkpoints",
+                filename="epoch{epoch}",
+                auto_insert_metric_name=False,
+                save_top_k=-1,
+                every_n_epochs=1,
+            )
+        )
     if cfg.progress_bar:
         callbacks.append(RichProgressBar())
-    loggers = [CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tensorboard", version="")]
+    loggers = [
+        CSVLogger(out, name="logs", version=""),
+        TensorBoardLogger(out, name="tensorboard", version=""),
+    ]
+    # In a SLURM job Lightning takes ranks and world size from srun. `Preemption` requeues, not Lightning's
+    # handler, which would save a checkpoint from inside the signal handler, mid-step.
+    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         callbacks=callbacks,
+        plugins=plugins,
         logger=loggers,
         default_root_dir=out,
         use_distributed_sampler=False,  # our batch samplers shard themselves and flag padding repeats
@@ -101,6 +124,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out))
     fit_seconds = time.perf_counter() - fit_started
+    epochs, best_epoch = list(history.epochs), history.best  # before evaluations reload checkpoints
     best = checkpoint.best_model_path or None  # None when no validation ran: evaluate the last weights
     trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -108,20 +132,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics = {
         "protocol": {
             "dev": split.description,
-            "selection": "dev F1 (val/f1, max)" if not split.dev_is_test else "TEST F1: " + DEV_ON_TEST_WARNING,
+            "selection": "dev F1 (val/f1, max)"
+            if not split.dev_is_test
+            else "TEST F1: " + DEV_ON_TEST_WARNING,
             "dev_is_test": split.dev_is_test,
             "scorer": "official JNLPBA rules (evalIOB2.pl); seqeval_default = seqeval's lenient default mode",
         },
         "dev": model.results["dev"],
         "test": model.results["test"],
-        "best_epoch": history.best["epoch"] if history.best else None,
+        "best_epoch": best_epoch["epoch"] if best_epoch else None,
         "best_checkpoint": Path(best).name if best else None,
-        "epochs": history.epochs,
+        "epochs": epochs,
         "sizes": {name: len(sentences) for name, sentences in datamodule.sentences.items()},
         "timing": {
             "fit_seconds": round(fit_seconds, 2),
             "total_seconds": round(time.perf_counter() - started, 2),
-            "seconds_per_epoch": [e["seconds"] for e in history.epochs],
+            "seconds_per_epoch": [e["seconds"] for e in epochs],
         },
         "model": {"encoder": cfg.model.encoder, "head": cfg.head.name, "labels": datamodule.labels},
         "seed": cfg.seed,

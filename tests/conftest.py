@@ -38,5 +38,13 @@ def write(tmp_path):
 
 
 def marker(doc_id: str) -> str:
-    """An abstract marker line, built in code (a line starting with it in a tracked file looks like corpus data)."""
+    """An abstract marker line, built in code (a tracked line starting with it looks like corpus data)."""
     return "###" + "MEDLINE:" + doc_id
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # tests/test_slurm.py: skipped, with the reason, unless a SLURM cluster answers (see .ci/slurm.sh).
+    config.addinivalue_line(
+        "markers",
+        "slurm: submits jobs to a real SLURM (tests/slurm/cluster.sh start); skipped where none runs",
+    )

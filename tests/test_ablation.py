@@ -83,7 +83,8 @@ def test_heads_study_adopts_the_background_runs_layout_and_command():
     task = study.tasks[0]
     lead = (  # the command the study's background job trains each run with
         "model=minilm head=softmax seed=1 data.dir=/work/shared/data/jnlpba data.bucket=true "
-        "trainer.max_epochs=3 progress_bar=false ckpt_path=last keep_epoch_checkpoints=true "
+        "trainer.max_epochs=3 checkpoint_every_n_steps=100 progress_bar=false ckpt_path=last "
+        "keep_epoch_checkpoints=true "
         f"hydra.run.dir={task.run_dir}"
     ).split()
     assert set(task.overrides) == {*lead, "data=jnlpba"}  # data=jnlpba is the default group anyway

@@ -24,7 +24,13 @@ def test_default_is_the_model_cards_recipe():
     assert cfg.model.encoder == "allenai/scibert_scivocab_cased" and cfg.head.name == "softmax"
     assert (cfg.data.max_length, cfg.trainer.max_epochs, cfg.data.batch_size) == (128, 6, 32)
     assert (cfg.model.dropout, cfg.optim.lr, cfg.optim.warmup_ratio) == (0.3, 5e-5, 0.1)
-    assert cfg.data.dev == "scibert" and list(cfg.data.types) == ["protein", "DNA", "RNA", "cell_type", "cell_line"]
+    assert cfg.data.dev == "scibert" and list(cfg.data.types) == [
+        "protein",
+        "DNA",
+        "RNA",
+        "cell_type",
+        "cell_line",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,15 @@ from ner.errors import DataError
 
 
 def test_label_list_is_deterministic_with_o_first():
-    assert build_labels(["protein", "DNA", "RNA"]) == ["O", "B-DNA", "B-RNA", "B-protein", "I-DNA", "I-RNA", "I-protein"]
+    assert build_labels(["protein", "DNA", "RNA"]) == [
+        "O",
+        "B-DNA",
+        "B-RNA",
+        "B-protein",
+        "I-DNA",
+        "I-RNA",
+        "I-protein",
+    ]
     assert build_labels(["b", "a"]) == build_labels(["a", "b", "a"])
 
 

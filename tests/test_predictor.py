@@ -194,6 +194,23 @@ def test_cli_text_and_jsonl(softmax_run, tmp_path):
     assert second["text"] == "CD28 binds B7 ." and "entities" in second
 
 
+def test_cli_precision_option(softmax_run, tmp_path, capsys):
+    ckpt = str(best_checkpoint(softmax_run))
+    source = tmp_path / "in.txt"
+    source.write_text("IL-2 gene expression requires NF-kappa B in human T cells.\n", encoding="utf-8")
+    for precision in ("bf16", "int8"):  # closeness to float32: test_benchmarks.py; F1 costs: the benchmark
+        out = tmp_path / f"{precision}.jsonl"
+        assert (
+            main(["--ckpt", ckpt, str(source), "-o", str(out), "--device", "cpu", "--precision", precision])
+            == 0
+        )
+        record = json.loads(out.read_text(encoding="utf-8"))
+        assert all(record["text"][e["start"] : e["end"]] == e["text"] for e in record["entities"])
+    with pytest.raises(SystemExit) as exited:
+        main(["--ckpt", ckpt, str(source), "--precision", "fp8"])
+    assert exited.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

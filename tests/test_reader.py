@@ -14,12 +14,28 @@ TYPES = ["DNA", "protein"]
 def test_reads_abstract_markers_and_keeps_last_sentence_without_blank_line(write):
     path = write(
         "a.iob2",
-        [marker("1"), "", "IL-2\tB-protein", "gene\tO", "", "c-fos\tB-DNA", "promoter\tI-DNA", "",
-         marker("2"), "", "NF-kappa\tB-protein", "B\tI-protein"],
+        [
+            marker("1"),
+            "",
+            "IL-2\tB-protein",
+            "gene\tO",
+            "",
+            "c-fos\tB-DNA",
+            "promoter\tI-DNA",
+            "",
+            marker("2"),
+            "",
+            "NF-kappa\tB-protein",
+            "B\tI-protein",
+        ],
         trailing_newline=False,
     )
     corpus = read_iob2(path, TYPES)
-    assert [s.tokens for s in corpus.sentences] == [("IL-2", "gene"), ("c-fos", "promoter"), ("NF-kappa", "B")]
+    assert [s.tokens for s in corpus.sentences] == [
+        ("IL-2", "gene"),
+        ("c-fos", "promoter"),
+        ("NF-kappa", "B"),
+    ]
     assert [s.doc_id for s in corpus.sentences] == ["1", "1", "2"]
     assert corpus.sentences[2].lines == (11, 12)
     assert corpus.has_doc_markers and corpus.doc_ids == ["1", "2"]
@@ -29,7 +45,8 @@ def test_reads_plain_and_conll_files(write):
     plain = read_iob2(write("p.iob2", ["IL-2\tB-protein", "", "", "x\tO"]), TYPES)
     assert len(plain.sentences) == 2 and not plain.has_doc_markers
     conll = read_iob2(
-        write("c.conll", ["-DOCSTART- -X- -X- O", "", "IL-2 NNP B-NP B-protein", "binds VBZ B-VP O", ""]), TYPES
+        write("c.conll", ["-DOCSTART- -X- -X- O", "", "IL-2 NNP B-NP B-protein", "binds VBZ B-VP O", ""]),
+        TYPES,
     )
     assert conll.sentences[0].tags == ("B-protein", "O")
     assert conll.sentences[0].tokens == ("IL-2", "binds")

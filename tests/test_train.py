@@ -33,15 +33,29 @@ def softmax_run(tmp_path_factory):
 
 def test_run_writes_every_output(softmax_run):
     out, metrics = softmax_run
-    for name in ("config.yaml", "labels.json", "metrics.json", "predictions/test.iob2", "predictions/dev.iob2"):
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "metrics.json",
+        "predictions/test.iob2",
+        "predictions/dev.iob2",
+    ):
         assert (out / name).is_file(), name
-    assert (out / "checkpoints" / "last.ckpt").is_file() and list((out / "checkpoints").glob("best-epoch*.ckpt"))
+    assert (out / "checkpoints" / "last.ckpt").is_file() and list(
+        (out / "checkpoints").glob("best-epoch*.ckpt")
+    )
     assert (out / "logs" / "metrics.csv").is_file() and (out / "tensorboard").is_dir()
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     for split in ("dev", "test"):
         assert set(saved[split]) == {
-            "micro", "macro", "weighted", "per_type", "left_boundary", "right_boundary", "seqeval_default"
+            "micro",
+            "macro",
+            "weighted",
+            "per_type",
+            "left_boundary",
+            "right_boundary",
+            "seqeval_default",
         }
         assert set(saved[split]["micro"]) == {"precision", "recall", "f1", "tp", "n_pred", "n_gold"}
     assert len(saved["epochs"]) == 2 and saved["best_epoch"] in (0, 1)
@@ -54,7 +68,7 @@ def test_test_predictions_are_line_for_line_the_input(softmax_run):
     source = (Path(cfg.data.dir) / "test.iob2").read_text().splitlines()
     written = (out / "predictions" / "test.iob2").read_text().splitlines()
     assert len(written) == len(source)
-    for src, line in zip(source, written):
+    for src, line in zip(source, written, strict=True):
         if not src.strip():
             assert line == src
         else:
@@ -98,7 +112,12 @@ def test_dev_on_test_is_labelled_everywhere(tmp_path):
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "run.py"), *args, "progress_bar=false"],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=ROOT, check=False, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        check=False,
+        timeout=300,
     )
 
 
@@ -111,13 +130,19 @@ def test_cli_bad_data_is_one_clear_message(tmp_path):
 
 
 def test_cli_missing_corpus_offline_says_where_to_put_it(tmp_path):
-    result = _cli("model=minilm", f"data.dir={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}",
-                  "data.download.train.url=http://127.0.0.1:9/none.tar.gz")
+    result = _cli(
+        "model=minilm",
+        f"data.dir={tmp_path / 'nowhere'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "data.download.train.url=http://127.0.0.1:9/none.tar.gz",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "train.iob2" in result.stderr and "Put " in result.stderr
 
 
 def test_cli_scibert_offline_names_the_model_and_the_alternative(tmp_path, write):
-    result = _cli("model=scibert", "data=sample", f"hydra.run.dir={tmp_path / 'run'}", env={"HF_HUB_OFFLINE": "1"})
+    result = _cli(
+        "model=scibert", "data=sample", f"hydra.run.dir={tmp_path / 'run'}", env={"HF_HUB_OFFLINE": "1"}
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "allenai/scibert_scivocab_cased" in result.stderr and "model=minilm" in result.stderr

@@ -62,7 +62,7 @@ def test_long_sentence_gold_words_get_exactly_one_prediction(tokenizer):
     assert all(len(w.input_ids) <= 32 for w in sentence.windows)
     batch = collate([(sentence, True)], pad_id=tokenizer.pad_token_id)
     # Stand-in for a model: "predict" each word's gold label from its window's labels tensor.
-    rows = [row[mask].tolist() for row, mask in zip(batch["labels"], batch["word_mask"])]
+    rows = [row[mask].tolist() for row, mask in zip(batch["labels"], batch["word_mask"], strict=True)]
     merged = merge_windows(rows, batch["window_owned"], batch["window_item"], 1)
     assert merged == [labels]
 

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ner.data.download import ensure_corpus
@@ -50,6 +51,21 @@ class EncodedDataset(Dataset):
         return self.sentences[index], counted
 
 
+class ResumableLoader(DataLoader):
+    """The training loader, declared resumable to Lightning (which otherwise warns on a mid-epoch resume).
+
+    The position inside the epoch is saved and restored by `NerDataModule.state_dict` / `load_state_dict`,
+    not here: Lightning hands a loader its saved state only if the loader is built after the checkpoint is
+    loaded, and ours is built before, when `configure_optimizers` counts the training steps.
+    """
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class NerDataModule(L.LightningDataModule):
     """IOB2 corpus folder -> train / dev / test dataloaders of windowed, dynamically padded batches.
 
@@ -63,7 +79,7 @@ class NerDataModule(L.LightningDataModule):
         stride: subwords between consecutive window starts (default: half the window).
         batch_size / eval_batch_size: sentences per batch.
         bucket: length-bucketed training batches (less padding) instead of fully random ones.
-        download: {file name: {url, member}} fetched by `prepare_data` when missing.
+        download: {split: {url, member}}: `<split>.iob2` is fetched by `prepare_data` when missing.
         seed: for the random dev split and batch order.
     """
 
@@ -94,9 +110,11 @@ class NerDataModule(L.LightningDataModule):
         self.split: Split | None = None
         self.test_corpus: Corpus | None = None
         self.datasets: dict[str, EncodedDataset] = {}
+        self._train_sampler: TrainBatchSampler | None = None
+        self._resume: dict[str, int] | None = None  # where a resumed run continues the training data
 
     def prepare_data(self) -> None:
-        ensure_corpus(self.dir, self.download or {"train.iob2": {}, "test.iob2": {}})
+        ensure_corpus(self.dir, self.download or {"train": None, "test": None})
 
     @property
     def train_corpus(self) -> Corpus:
@@ -143,21 +161,43 @@ class NerDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, dataset: EncodedDataset, batch_sampler) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset: EncodedDataset, sampler, loader: type = DataLoader, **kwargs) -> DataLoader:
+        return loader(
             dataset,
-            batch_sampler=batch_sampler,
+            batch_sampler=sampler,
             collate_fn=partial(collate, pad_id=self.pad_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # Every new iterator draws a seed from this generator. Drawn from the global RNG instead, each
+            # validation pass would shift the dropout masks, and a resumed run could not draw the same ones.
+            generator=torch.Generator().manual_seed(self.seed),
+            **kwargs,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableLoader:
         dataset = self.datasets["train"]
         replicas, rank = self._world()
         lengths = [s.n_subwords for s in dataset.sentences]
         sampler = TrainBatchSampler(lengths, self.batch_size, self.bucket, self.seed, replicas, rank)
-        return self._loader(dataset, sampler)
+        if self._resume is not None:  # set before Lightning sets it: loader workers may start drawing at once
+            sampler.set_epoch(self._resume["epoch"])
+            sampler.resume(self._resume["epoch"], self._resume["batches_done"])
+        self._train_sampler = sampler
+        return self._loader(dataset, sampler, ResumableLoader)
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in checkpoints: the epoch the training data continues with, and how many of its batches
+        were trained on (`processed` counts the batch whose end a mid-epoch checkpoint is written at)."""
+        trainer = self.trainer
+        if self._train_sampler is None or trainer is None:
+            return {}
+        epoch, done = self._train_sampler.epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # written at the end of the epoch: the next one follows
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = dict(state_dict) or None
 
     def eval_dataloader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]

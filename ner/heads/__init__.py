@@ -21,7 +21,7 @@ HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "crf": CRFHead}
 
 
 def build_head(name: str, labels: Sequence[str], **options: Any) -> nn.Module:
-    """The head called `name` over `labels`; `options` go to its constructor (e.g. `decode`, `constrained`)."""
+    """The head called `name` over `labels`; `options` go to its constructor (`decode`, `constrained`)."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; expected one of {sorted(HEADS)}")
     return HEADS[name](labels, **options)

@@ -97,7 +97,7 @@ def viterbi_decode(
 def path_scores(probabilities: Tensor, mask: Tensor, paths: Sequence[Sequence[int]]) -> list[list[float]]:
     """Per-word confidence of decoded `paths`: `probabilities` (batch, words, labels) at each chosen label."""
     lengths = mask.sum(dim=1).tolist()
-    if len(paths) != len(lengths) or any(len(p) != n for p, n in zip(paths, lengths)):
+    if len(paths) != len(lengths) or any(len(p) != n for p, n in zip(paths, lengths, strict=True)):
         raise ValueError(f"paths must have the mask's lengths {lengths}, got {[len(p) for p in paths]}")
     if not paths:
         return []
@@ -106,4 +106,4 @@ def path_scores(probabilities: Tensor, mask: Tensor, paths: Sequence[Sequence[in
     chosen = probabilities.gather(2, padded.to(probabilities.device).unsqueeze(2)).squeeze(
         2
     )  # (batch, words)
-    return [row[:n] for row, n in zip(chosen.float().tolist(), lengths)]
+    return [row[:n] for row, n in zip(chosen.float().tolist(), lengths, strict=True)]

@@ -1,4 +1,4 @@
-"""Linear-chain CRF head: pytorch-crf's likelihood, BIO constraints baked into its parameters, batched Viterbi.
+"""Linear-chain CRF head: pytorch-crf's likelihood, BIO constraints in its parameters, batched Viterbi.
 
 All CRF math runs in float32 with autocast off: the partition function sums exponentials over many
 words and bfloat16's 8-bit mantissa is not enough for it.
