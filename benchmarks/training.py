@@ -22,9 +22,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from benchmarks.common import ROOT, PeakMemory, Workload, sync, write_iob2
 from ner.config import register_resolvers
+from ner.data.datamodule import NerDataModule
 from ner.train import build_datamodule, build_model, build_trainer
 
 CONFIGS = ROOT / "experiments" / "configs"
@@ -114,6 +116,19 @@ class OurClock(L.Callback):
         self.stats.append((words, int(mask.sum()), mask.numel()))
 
 
+def fit_with_clock(cfg: DictConfig, out: Path) -> tuple[OurClock, NerDataModule]:
+    """Build our data module, model and trainer from `cfg` as `ner.train` does, fit, and time every step."""
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    model = build_model(cfg, datamodule.labels)
+    trainer = build_trainer(cfg, out)[0]
+    clock = OurClock()
+    trainer.callbacks.append(clock)
+    trainer.fit(model, datamodule=datamodule)
+    return clock, datamodule
+
+
 def train_ours(
     work: Workload,
     *,
@@ -136,15 +151,8 @@ def train_ours(
             steps=steps,
             extra=(f"++optim.fused={str(fused).lower()}",),
         )
-        L.seed_everything(cfg.seed, verbose=False)
-        datamodule = build_datamodule(cfg)
-        datamodule.setup("fit")
-        model = build_model(cfg, datamodule.labels)
-        trainer = build_trainer(cfg, Path(out))[0]
-        clock = OurClock()
-        trainer.callbacks.append(clock)
         with PeakMemory() as memory:
-            trainer.fit(model, datamodule=datamodule)
+            clock, _ = fit_with_clock(cfg, Path(out))
     if len(clock.times) != steps:
         raise RuntimeError(f"{name}: trained {len(clock.times)} steps, expected {steps}")
     return summarise(name, clock.times, clock.stats, warmup, memory)
@@ -166,14 +174,7 @@ def epoch_seconds(work: Workload, *, batch_size: int, precision: str = "32-true"
             epochs=2,
             extra=("++optim.fused=true",),
         )
-        L.seed_everything(cfg.seed, verbose=False)
-        datamodule = build_datamodule(cfg)
-        datamodule.setup("fit")
-        model = build_model(cfg, datamodule.labels)
-        trainer = build_trainer(cfg, Path(out))[0]
-        clock = OurClock()
-        trainer.callbacks.append(clock)
-        trainer.fit(model, datamodule=datamodule)
+        clock, datamodule = fit_with_clock(cfg, Path(out))
     (first, _), (second, done) = clock.epoch_starts
     seconds = clock.times[-1] - second
     words = sum(s[0] for s in clock.stats[done:])

@@ -1,8 +1,11 @@
-"""Shared fixtures: the real corpus when present (skipped with a reason otherwise), tiny IOB2 writers."""
+"""Shared fixtures: the real corpus when present (skipped with a reason otherwise), tiny IOB2 writers, and
+quickstart runs of both heads trained once per session."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,35 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "slurm: submits jobs to a real SLURM (tests/slurm/cluster.sh start); skipped where none runs",
     )
+
+
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory, head: str) -> Path:
+    """A finished quickstart run (4 epochs on the shipped sample, ~25 s on an idle CPU), trained once per
+    session; set NER_TEST_RUNS to a folder to keep the runs between sessions.
+
+    Fewer epochs leave the model predicting nothing but `O`, which would make every comparison vacuous.
+    """
+    root = Path(os.environ.get("NER_TEST_RUNS") or tmp_path_factory.getbasetemp())
+    out = root / f"quickstart-{head}"
+    if not (out / "metrics.json").is_file():
+        command = [
+            sys.executable,
+            "experiments/run.py",
+            "experiment=quickstart",
+            f"head={head}",
+            "progress_bar=false",
+            f"hydra.run.dir={out}",
+        ]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def softmax_run(tmp_path_factory) -> Path:
+    return quickstart_run(tmp_path_factory, "softmax")
+
+
+@pytest.fixture(scope="session")
+def crf_run(tmp_path_factory) -> Path:
+    return quickstart_run(tmp_path_factory, "crf")

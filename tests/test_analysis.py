@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from test_predictor import quickstart_run
 
 from ner import analysis_corpus
 from ner.analysis import (
@@ -48,16 +47,6 @@ from ner.metrics import count_sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ["DNA", "RNA", "protein"]
-
-
-@pytest.fixture(scope="session")
-def softmax_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "softmax")  # trained once per session (see test_predictor)
-
-
-@pytest.fixture(scope="session")
-def crf_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "crf")
 
 
 def sentence(gold: str, pred: str, tokens: str | None = None) -> Sentence:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_predictor import best_checkpoint, quickstart_run
+from test_predictor import best_checkpoint
 from transformers import AutoModelForTokenClassification, dynamic_module_utils, pipeline
 
 from ner.data.reader import read_iob2
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.slow
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "ner" / "data" / "sample"
 SAMPLE = read_iob2(SAMPLE_DIR / "test.iob2").sentences + read_iob2(SAMPLE_DIR / "train.iob2").sentences
 LABELS = ["O", "B-DNA", "B-protein", "I-DNA", "I-protein"]
-
-
-@pytest.fixture(scope="session")
-def softmax_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "softmax")  # trained once per session (see test_predictor)
-
-
-@pytest.fixture(scope="session")
-def crf_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "crf")
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from test_predictor import quickstart_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-
-
-@pytest.fixture(scope="session")
-def softmax_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "softmax")  # trained once per session (see test_predictor)
-
-
-@pytest.fixture(scope="session")
-def crf_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "crf")
 
 
 def execute(name: str, parameters: str) -> nbformat.NotebookNode:

@@ -1,13 +1,12 @@
 """`ner.Predictor` and `python -m ner.predict`: inference reproduces the run's own test predictions.
 
-The quickstart runs that these tests (and test_analysis, test_export, test_notebooks) use are trained
-once per session by `quickstart_run`, in the session's temporary folder.
+The quickstart runs that these tests (and test_analysis, test_export, test_notebooks) use are the session
+fixtures `softmax_run` and `crf_run` of conftest.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,38 +23,6 @@ from ner.predictor import Entity, Predictor, TaggedSentence, _entities
 from ner.text import split_sentences, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def quickstart_run(tmp_path_factory: pytest.TempPathFactory, head: str) -> Path:
-    """A finished quickstart run (4 epochs on the shipped sample, ~25 s on an idle CPU), trained once per
-    session; set NER_TEST_RUNS to a folder to keep the runs between sessions.
-
-    Fewer epochs leave the model predicting nothing but `O`, which would make every comparison vacuous.
-    """
-    root = Path(os.environ.get("NER_TEST_RUNS") or tmp_path_factory.getbasetemp())
-    out = root / f"quickstart-{head}"
-    if not (out / "metrics.json").is_file():
-        command = [
-            sys.executable,
-            "experiments/run.py",
-            "experiment=quickstart",
-            f"head={head}",
-            "progress_bar=false",
-            f"hydra.run.dir={out}",
-        ]
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
-@pytest.fixture(scope="session")
-def softmax_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "softmax")
-
-
-@pytest.fixture(scope="session")
-def crf_run(tmp_path_factory) -> Path:
-    return quickstart_run(tmp_path_factory, "crf")
 
 
 def best_checkpoint(run: Path) -> Path:
