@@ -1,0 +1,36 @@
+"""experiments/summarize.py: the README's result tables, read from finished runs' metrics.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from summarize import table  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_row_per_run_with_the_runs_own_numbers(softmax_run, crf_run):
+    lines = table([softmax_run, crf_run]).splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| head | seed | precision |")
+    for line, run in zip(lines[2:], (softmax_run, crf_run), strict=True):
+        metrics = json.loads((run / "metrics.json").read_text())
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == metrics["model"]["head"] and cells[1] == str(metrics["seed"])
+        assert cells[4] == f"{metrics['dev']['micro']['f1']:.4f}"
+        assert f"**{metrics['test']['micro']['f1']:.4f}**" in cells[5]
+        assert cells[6] == f"{metrics['test']['macro']['f1']:.4f}"
+
+
+def test_an_unfinished_run_is_one_clear_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "experiments/summarize.py", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "no metrics.json" in result.stderr and "Traceback" not in result.stderr
