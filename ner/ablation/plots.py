@@ -161,7 +161,7 @@ def card_vs_honest(comparison: dict, path: Path) -> Path | None:
         ax.set_xticks(range(len(means)), [textwrap.fill(label, 18) for label in labels], fontsize=7)
         _zoom(ax, [v / 100 for v in means])
         ax.set_ylabel("test micro F1 (%)")
-        ax.set_title(f"{arm}: honest → MODEL CARD PROTOCOL (optimistic)", fontsize=9)
+        ax.set_title(f"{arm}: honest → MODEL CARD PROTOCOL, one choice at a time", fontsize=9)
         ax = axes[row][1]
         bars = [
             ("honest macro", card["honest_macro_f1"], "tab:green"),

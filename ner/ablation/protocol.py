@@ -22,7 +22,7 @@ from ner.metrics import COUNT_NAMES, count_sentence, scores_from_counts
 
 CARD_MAX_LENGTH = 128
 CARD_LABEL = (
-    "MODEL CARD PROTOCOL (optimistic, not comparable with honest numbers): epoch selected on the TEST set, "
+    "MODEL CARD PROTOCOL (not comparable with honest numbers): epoch selected on the TEST set, "
     "words past 128 subwords dropped from gold and prediction, seqeval's lenient default mode, "
     "'macro avg' = support-weighted average"
 )
