@@ -41,7 +41,8 @@ def row(run: Path) -> str:
     types = [t for t in TYPES if t in test["per_type"]] or sorted(test["per_type"])
     per_type = " / ".join(f"{test['per_type'][t]['f1']:.4f}" for t in types)
     label = " (MODEL CARD PROTOCOL: dev = test)" if metrics["protocol"].get("dev_is_test") else ""
-    seconds = ", ".join(f"{s:.0f}" for s in metrics["timing"]["seconds_per_epoch"])
+    # None: an epoch resumed by a version that did not yet carry its clock across processes.
+    seconds = ", ".join("?" if s is None else f"{s:.0f}" for s in metrics["timing"]["seconds_per_epoch"])
     cells = [
         f"{metrics['model']['head']}{label}",
         str(metrics["seed"]),

@@ -32,25 +32,58 @@ REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
 class EpochHistory(L.Callback):
-    """Records, per epoch, wall time and the dev scores; saved in checkpoints, so a resumed run keeps it."""
+    """Records, per epoch, wall time and the dev scores; saved in checkpoints, so a resumed run keeps it.
+
+    Its clock is saved too: a run resumed from a checkpoint reports the training time of all its processes
+    (up to each one's last checkpoint: work redone after a kill is not counted twice), not the last one's.
+    """
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, Any]] = []
-        self._start: float | None = None
+        self.processes = 1  # that trained this run, counting this one
+        self._epoch: int | None = None  # the epoch being trained
+        self._epoch_start: float | None = None
+        self._epoch_carried = 0.0  # seconds of self._epoch trained by earlier processes
+        self._fit_start: float | None = None
+        self._fit_carried = 0.0
+        self._restored: dict[str, Any] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Lightning skips on_train_epoch_start for an epoch it resumes mid-way: its clock goes on here.
+        epoch = trainer.current_epoch
+        if self._restored.get("epoch") == epoch and all(e["epoch"] != epoch for e in self.epochs):
+            self._epoch, self._epoch_start = epoch, time.perf_counter()
+            self._epoch_carried = self._restored.get("epoch_seconds", 0.0)
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._epoch, self._epoch_start, self._epoch_carried = trainer.current_epoch, time.perf_counter(), 0.0
+
+    @property
+    def epoch_seconds(self) -> float | None:
+        if self._epoch_start is None:
+            return None
+        return self._epoch_carried + time.perf_counter() - self._epoch_start
+
+    @property
+    def fit_seconds(self) -> float:
+        """Training wall time of this run so far, over every process that trained it."""
+        running = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
+        return self._fit_carried + running
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # After the module computed its dev scores, before ModelCheckpoint saves (it runs last).
         if trainer.sanity_checking or trainer.state.fn != "fit" or "dev" not in module.results:
             return
         micro = module.results["dev"]["micro"]
+        seconds = self.epoch_seconds
         self.epochs.append(
             {
                 "epoch": trainer.current_epoch,
                 "step": trainer.global_step,
-                "seconds": round(time.perf_counter() - self._start, 2) if self._start else None,
+                "seconds": round(seconds, 2) if seconds is not None else None,
                 "dev_f1": micro["f1"],
                 "dev_precision": micro["precision"],
                 "dev_recall": micro["recall"],
@@ -64,10 +97,18 @@ class EpochHistory(L.Callback):
         return max(self.epochs, key=lambda e: e["dev_f1"], default=None)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs}
+        clock = {
+            "epoch": self._epoch,
+            "epoch_seconds": self.epoch_seconds or 0.0,
+            "fit_seconds": self.fit_seconds,
+        }
+        return {"epochs": self.epochs, "clock": clock, "processes": self.processes}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epochs = list(state_dict["epochs"])
+        self._restored = dict(state_dict.get("clock", {}))  # checkpoints older than the clock have none
+        self._fit_carried = self._restored.get("fit_seconds", 0.0)
+        self.processes = state_dict.get("processes", 1) + 1
 
 
 def rng_states() -> dict[str, Any]:

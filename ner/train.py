@@ -121,10 +121,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         write_json(out / "labels.json", datamodule.labels)
 
-    fit_started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out))
-    fit_seconds = time.perf_counter() - fit_started
     epochs, best_epoch = list(history.epochs), history.best  # before evaluations reload checkpoints
+    fit_seconds, processes = history.fit_seconds, history.processes
     best = checkpoint.best_model_path or None  # None when no validation ran: evaluate the last weights
     trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -145,8 +144,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "epochs": epochs,
         "sizes": {name: len(sentences) for name, sentences in datamodule.sentences.items()},
         "timing": {
-            "fit_seconds": round(fit_seconds, 2),
-            "total_seconds": round(time.perf_counter() - started, 2),
+            "fit_seconds": round(fit_seconds, 2),  # over every process that trained this run
+            "processes": processes,  # 1, or more after resumes
+            "total_seconds_this_process": round(time.perf_counter() - started, 2),
             "seconds_per_epoch": [e["seconds"] for e in epochs],
         },
         "model": {"encoder": cfg.model.encoder, "head": cfg.head.name, "labels": datamodule.labels},

@@ -81,6 +81,21 @@ def saved_step(checkpoint: Path) -> int | None:
         return None
 
 
+def saved_clock(checkpoint: Path) -> dict:
+    """The training clock `EpochHistory` saved in a checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    return state["callbacks"]["EpochHistory"]["clock"]
+
+
+def assert_timing_spans_both_processes(out: Path, before: dict) -> None:
+    """The resumed run's timing counts the killed process's training, not only its own."""
+    timing = json.loads((out / "metrics.json").read_text())["timing"]
+    assert timing["processes"] == 2
+    assert timing["fit_seconds"] > before["fit_seconds"] > 0
+    assert all(s is not None and s > 0 for s in timing["seconds_per_epoch"]), (timing, before)
+    assert timing["seconds_per_epoch"][before["epoch"]] > before["epoch_seconds"] > 0
+
+
 def weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
@@ -102,7 +117,7 @@ def assert_same_run(out: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("resume") / "uninterrupted"
-    run_to_end(out, *QUICK)
+    assert run_to_end(out, *QUICK)["timing"]["processes"] == 1
     return out
 
 
@@ -121,9 +136,11 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_p
         f"not a mid-epoch checkpoint: step {step}"
     )
     assert "SIGTERM: stopped at epoch" in out.with_suffix(".log").read_text()
+    before = saved_clock(last)
 
     run_to_end(out, *INTERRUPTED)  # same folder, ckpt_path=last
     assert_same_run(out, uninterrupted)
+    assert_timing_spans_both_processes(out, before)
 
 
 @pytest.mark.slow
@@ -137,6 +154,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_p
     assert process.wait(timeout=60) == -signal.SIGKILL
     step = saved_step(last)
     assert step % STEPS_PER_EPOCH, f"not a mid-epoch checkpoint: step {step}"
+    before = saved_clock(last)
 
     run_to_end(out, *INTERRUPTED)
     assert_same_run(out, uninterrupted)
+    assert_timing_spans_both_processes(out, before)

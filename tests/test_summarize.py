@@ -34,3 +34,13 @@ def test_an_unfinished_run_is_one_clear_error(tmp_path):
         [sys.executable, "experiments/summarize.py", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 2 and "no metrics.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_epoch_without_its_seconds_shows_a_question_mark(softmax_run, tmp_path):
+    # metrics.json of runs resumed before the training clock was saved in checkpoints.
+    run = tmp_path / "resumed"
+    run.mkdir()
+    metrics = json.loads((softmax_run / "metrics.json").read_text())
+    metrics["timing"]["seconds_per_epoch"] = [None, *metrics["timing"]["seconds_per_epoch"][1:]]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert table([run]).splitlines()[2].rstrip(" |").split("|")[-1].strip().startswith("?")
