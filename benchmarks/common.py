@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from ner.data.labels import build_labels
 from ner.data.reader import Sentence, read_iob2
 from ner.encoders import load_tokenizer, resolve_encoder
+from ner.tags import build_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "jnlpba"

@@ -15,10 +15,10 @@ import torch
 
 from benchmarks.common import Workload, sync
 from ner.encoders import load_tokenizer
-from ner.export import standard_model
+from ner.inference.export import standard_model
+from ner.inference.predictor import Predictor, load_checkpoint
 from ner.metrics import score_sentences
 from ner.model import NerTagger
-from ner.predictor import Predictor, load_checkpoint
 
 WARMUP_SENTENCES = 16
 

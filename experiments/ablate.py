@@ -9,10 +9,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ner.ablation.actions import run_action
-from ner.ablation.grid import build_study, override_key
-from ner.cli import user_errors
 from ner.config import register_resolvers
+from ner.errors import user_errors
+from ner.study.actions import run_action
+from ner.study.arms import build_study, override_key
 
 register_resolvers()
 RUN_SCRIPT = Path(__file__).with_name("run.py")

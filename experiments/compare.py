@@ -7,8 +7,8 @@ for a plain run, itself. Prints the tables and writes comparison.json, compariso
 import argparse
 from pathlib import Path
 
-from ner.ablation.actions import compare_runs, default_out_dir, make_console
-from ner.cli import user_errors
+from ner.errors import user_errors
+from ner.study.actions import compare_runs, default_out_dir, make_console
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from ner.cli import user_errors
 from ner.config import register_resolvers
+from ner.errors import user_errors
 from ner.train import run
 
 register_resolvers()

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """`ner.Predictor`, imported on first use: `import ner` stays cheap (no torch) for the command lines."""
     if name == "Predictor":
-        from ner.predictor import Predictor
+        from ner.inference.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'ner' has no attribute {name!r}")

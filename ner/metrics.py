@@ -22,13 +22,12 @@ On valid BIO the complete-match counts equal seqeval's strict IOB2 mode.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from seqeval.metrics.sequence_labeling import get_entities
 from torchmetrics import Metric
 
-from ner.data.labels import OUTSIDE, split_tag, types_of
+from ner.tags import Chunk, entity_chunks, split_tag, types_of
 
 # One summed count per (name, type); EntityF1 keeps one state tensor per name.
 COUNT_NAMES = (
@@ -41,34 +40,6 @@ COUNT_NAMES = (
     "seqeval_n_pred",
     "seqeval_n_gold",
 )
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A maximal run `B-/I-` then `I-`*; `type` is the first tag's type, the entity type when `begun_by_b`."""
-
-    start: int
-    end: int  # exclusive
-    type: str
-    begun_by_b: bool
-
-
-def entity_chunks(tags: Sequence[str]) -> list[Chunk]:
-    """Chunks of one sentence as evalIOB2.pl sees them: an `I-` continues any open chunk, of any type."""
-    chunks: list[Chunk] = []
-    open_chunk: tuple[int, str, bool] | None = None  # (start, type, begun_by_b)
-    for i, tag in enumerate(tags):
-        prefix, entity_type = split_tag(tag)
-        if prefix == "I" and open_chunk is not None:
-            continue
-        if open_chunk is not None:
-            chunks.append(Chunk(open_chunk[0], i, open_chunk[1], open_chunk[2]))
-            open_chunk = None
-        if prefix != OUTSIDE:
-            open_chunk = (i, entity_type, prefix == "B")
-    if open_chunk is not None:
-        chunks.append(Chunk(open_chunk[0], len(tags), open_chunk[1], open_chunk[2]))
-    return chunks
 
 
 def count_sentence(gold: Sequence[str], pred: Sequence[str], types: Sequence[str]) -> dict[str, list[int]]:

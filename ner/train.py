@@ -20,9 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from ner.callbacks import EpochHistory, Preemption, RandomState
 from ner.data.datamodule import NerDataModule
 from ner.data.splits import DEV_ON_TEST_WARNING
+from ner.data.writer import corpus_predictions, sentence_predictions
 from ner.encoders import resolve_encoder
+from ner.files import atomic_write_text, write_json
 from ner.model import NerTagger
-from ner.outputs import atomic_write_text, corpus_predictions, sentence_predictions, write_json
 
 log = logging.getLogger(__name__)
 

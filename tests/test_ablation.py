@@ -17,11 +17,16 @@ from conftest import marker
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 
-from ner.ablation.compare import compare
-from ner.ablation.grid import build_study, merge_overrides
-from ner.ablation.protocol import card_protocol, kept_words
-from ner.ablation.runner import Runner
-from ner.ablation.status import (
+from ner.config import register_resolvers
+from ner.encoders import load_tokenizer
+from ner.errors import NerError
+from ner.evaluation.evaluate import best_checkpoint, epoch_checkpoints, resolve_checkpoint
+from ner.metrics import score_sentences
+from ner.study.arms import build_study, merge_overrides
+from ner.study.compare import compare
+from ner.study.protocol import card_protocol, kept_words
+from ner.study.runner import Runner
+from ner.study.status import (
     DONE,
     FAILED,
     INTERRUPTED,
@@ -31,11 +36,6 @@ from ner.ablation.status import (
     local_trainers,
     task_state,
 )
-from ner.config import register_resolvers
-from ner.encoders import load_tokenizer
-from ner.errors import NerError
-from ner.evaluate import best_checkpoint, epoch_checkpoints, resolve_checkpoint
-from ner.metrics import score_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"

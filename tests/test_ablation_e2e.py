@@ -18,9 +18,9 @@ import pytest
 from rich.console import Console
 from test_ablation import study_from_cli
 
-from ner.ablation.actions import run_action
+from ner.evaluation.score import read_predictions
 from ner.metrics import score_sentences
-from ner.score import read_predictions
+from ner.study.actions import run_action
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ["DNA", "RNA", "cell_line", "cell_type", "protein"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ner import analysis_corpus
+from ner.analysis import corpus as analysis_corpus
 from ner.analysis import (
     Outcome,
     Run,
@@ -32,7 +32,7 @@ from ner.analysis import (
     training_sentences,
     type_confusion,
 )
-from ner.analysis_compare import (
+from ner.analysis.compare import (
     compare_runs,
     comparison_table,
     difference_examples,
@@ -40,7 +40,7 @@ from ner.analysis_compare import (
     highlight_html,
     highlight_rich,
 )
-from ner.analysis_corpus import MODEL_CARD_TAG_COUNTS, fragmentation_table, label_count_table, read_corpus
+from ner.analysis.corpus import MODEL_CARD_TAG_COUNTS, fragmentation_table, label_count_table, read_corpus
 from ner.data.reader import Sentence
 from ner.errors import NerError
 from ner.metrics import count_sentence

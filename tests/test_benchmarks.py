@@ -18,10 +18,10 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 from transformers import BertConfig, BertModel
 
 from ner.data.datamodule import NerDataModule
-from ner.data.labels import build_labels
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
 from ner.model import NerTagger
+from ner.tags import build_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "ner" / "data" / "sample"

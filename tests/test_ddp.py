@@ -18,9 +18,9 @@ from omegaconf import OmegaConf
 
 from ner.config import register_resolvers
 from ner.data.samplers import EvalBatchSampler, TrainBatchSampler
+from ner.data.writer import corpus_predictions, sentence_predictions
 from ner.metrics import entity_chunks
 from ner.model import NerTagger
-from ner.outputs import corpus_predictions, sentence_predictions
 from ner.train import build_datamodule
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""`python -m ner.export`: the Hugging Face folder decodes as the predictor does.
+"""`python -m ner export`: the Hugging Face folder decodes as the predictor does.
 
 The pipeline tokenizes raw text itself and calls every piece between punctuation and spaces a word
 (`IL-2` is three words to it, one to the corpus). Raw-text comparisons therefore use sentences whose
@@ -16,11 +16,11 @@ from test_predictor import best_checkpoint
 from transformers import AutoModelForTokenClassification, dynamic_module_utils, pipeline
 
 from ner.data.reader import read_iob2
-from ner.export import decoder_of, export, main
 from ner.heads import CRFHead, SoftmaxHead
-from ner.hf.configuration_ner_tagger import NerTaggerConfig
-from ner.hf.modeling_ner_tagger import NerTaggerForTokenClassification
-from ner.predictor import Predictor, load_checkpoint
+from ner.inference.export import decoder_of, export, main
+from ner.inference.hf.configuration_ner_tagger import NerTaggerConfig
+from ner.inference.hf.modeling_ner_tagger import NerTaggerForTokenClassification
+from ner.inference.predictor import Predictor, load_checkpoint
 
 pytestmark = pytest.mark.slow
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "ner" / "data" / "sample"

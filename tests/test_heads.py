@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchcrf import CRF
 
-from ner.data.labels import build_labels
 from ner.heads import DISALLOWED, CRFHead, SoftmaxHead, bio_constraints, build_head, viterbi_decode
+from ner.tags import build_labels
 
 LABELS = build_labels(["DNA", "protein"])  # ['O', 'B-DNA', 'B-protein', 'I-DNA', 'I-protein']
 NUM = len(LABELS)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import marker
 
-from ner.data.labels import build_labels, repair_bio
 from ner.data.reader import read_iob2
 from ner.data.splits import make_split, scibert_dev_ids
 from ner.errors import DataError
+from ner.tags import build_labels, repair_bio
 
 
 def test_label_list_is_deterministic_with_o_first():

@@ -1,4 +1,4 @@
-"""`ner.Predictor` and `python -m ner.predict`: inference reproduces the run's own test predictions.
+"""`ner.Predictor` and `python -m ner predict`: inference reproduces the run's own test predictions.
 
 The quickstart runs that these tests (and test_analysis, test_export, test_notebooks) use are the session
 fixtures `softmax_run` and `crf_run` of conftest.py.
@@ -18,9 +18,9 @@ import ner
 from ner.data.reader import read_iob2
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
-from ner.predict import main
-from ner.predictor import Entity, Predictor, TaggedSentence, _entities
-from ner.text import split_sentences, tokenize
+from ner.inference.predict import main
+from ner.inference.predictor import Entity, Predictor, TaggedSentence, _entities
+from ner.inference.text import split_sentences, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +140,7 @@ def test_cli_text_and_jsonl(softmax_run, tmp_path):
     ckpt = str(best_checkpoint(softmax_run))
     text = "IL-2 gene expression requires NF-kappa B in human T cells.\n\nThe p50 subunit binds DNA.\n"
     result = subprocess.run(
-        [sys.executable, "-m", "ner.predict", "--ckpt", ckpt, "-"],
+        [sys.executable, "-m", "ner.inference.predict", "--ckpt", ckpt, "-"],
         input=text,
         capture_output=True,
         text=True,

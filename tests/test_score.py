@@ -1,4 +1,4 @@
-"""The `python -m ner.score` command: reading prediction files, output formats and one-line errors."""
+"""The `python -m ner score` command: reading prediction files, output formats and one-line errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ner.evaluation.score import main, read_predictions
 from ner.metrics import score_sentences
-from ner.score import main, read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDLINE = "###" + "MEDLINE:"  # built in code: corpus-looking lines must not appear verbatim in the repo
@@ -119,7 +119,7 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path):
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "ner.score", str(path)],
+        [sys.executable, "-m", "ner.evaluation.score", str(path)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -132,7 +132,7 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path):
 
     good = write(tmp_path, LINES, name="good.tsv")
     result = subprocess.run(
-        [sys.executable, "-m", "ner.score", str(good), "--json"],
+        [sys.executable, "-m", "ner.evaluation.score", str(good), "--json"],
         cwd=ROOT,
         env=env,
         capture_output=True,

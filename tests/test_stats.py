@@ -7,9 +7,9 @@ import statistics
 import numpy as np
 import pytest
 
-from ner.ablation.stats import document_counts, f1, paired_test, summarize
 from ner.data.reader import Sentence
 from ner.metrics import score_sentences
+from ner.study.stats import document_counts, f1, paired_test, summarize
 
 TYPES = ["DNA", "protein"]
 

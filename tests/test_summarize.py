@@ -1,4 +1,4 @@
-"""experiments/summarize.py: the README's result tables, read from finished runs' metrics.json."""
+"""`python -m ner summarize`: the README's result tables, read from finished runs' metrics.json."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
+from ner.evaluation.summary import table
 
-from summarize import table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +30,7 @@ def test_one_row_per_run_with_the_runs_own_numbers(softmax_run, crf_run):
 
 def test_an_unfinished_run_is_one_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "experiments/summarize.py", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "ner", "summarize", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 2 and "no metrics.json" in result.stderr and "Traceback" not in result.stderr
 

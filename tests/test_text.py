@@ -1,4 +1,4 @@
-"""GENIA-style tokenization and sentence splitting of raw text (`ner.text`)."""
+"""GENIA-style tokenization and sentence splitting of raw text (`ner.inference.text`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ner.data.reader import read_iob2
-from ner.text import split_sentences, tokenize
+from ner.inference.text import split_sentences, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 

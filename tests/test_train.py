@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from test_config import compose_config
 
-from ner.data.labels import split_tag
 from ner.data.reader import read_iob2
+from ner.evaluation.score import main as score_main
 from ner.model import NerTagger
-from ner.score import main as score_main
+from ner.tags import split_tag
 from ner.train import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ner.data.download import ensure_corpus
-from ner.data.labels import build_labels, repair_bio
+from ner.tags import build_labels, repair_bio
 from ner.data.reader import Corpus, Sentence, read_iob2
 from ner.data.samplers import EvalBatchSampler, TrainBatchSampler
 from ner.data.splits import Split, make_split

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ner.data.labels import split_tag
+from ner.tags import split_tag
 from ner.errors import DataError
 
 ABSTRACT_MARKER = "###MEDLINE:"

@@ -13,9 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from ner.heads.constraints import DISALLOWED, bio_constraints, viterbi_decode
 from ner.heads.crf import CRFHead
 from ner.heads.softmax import SoftmaxHead
+from ner.heads.viterbi import DISALLOWED, viterbi_decode
+from ner.tags import bio_constraints
 
 HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "crf": CRFHead}
 

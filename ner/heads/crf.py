@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchcrf import CRF
 
-from ner.heads.constraints import DISALLOWED, bio_constraints, check_inputs, path_scores, viterbi_decode
+from ner.heads.viterbi import DISALLOWED, check_inputs, path_scores, viterbi_decode
+from ner.tags import bio_constraints
 
 
 class MaskDisallowed(nn.Module):

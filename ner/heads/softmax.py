@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ner.heads.constraints import bio_constraints, check_inputs, path_scores, viterbi_decode
+from ner.heads.viterbi import check_inputs, path_scores, viterbi_decode
+from ner.tags import bio_constraints
 
 DECODE_MODES = ("argmax", "viterbi")
 

@@ -1,6 +1,6 @@
 """Re-evaluate a finished run's checkpoint: another decode mode, another checkpoint, another split.
 
-`python -m ner.evaluate RUN_DIR [--checkpoint best|last|epochN|PATH] [--decode viterbi] [--split test]
+`python -m ner evaluate RUN_DIR [--checkpoint best|last|epochN|PATH] [--decode viterbi] [--split test]
 [--out FILE] [--json]` decodes with the run's own data and tokenizer (rebuilt from `RUN_DIR/config.yaml`),
 prints the scores and optionally writes a `token<TAB>gold<TAB>pred` file. The ablation runner uses the same
 functions to decode every epoch checkpoint once and score the decode-only arms without retraining.
@@ -22,11 +22,12 @@ from rich.console import Console
 from ner.config import register_resolvers
 from ner.data.datamodule import NerDataModule
 from ner.data.windows import merge_windows
+from ner.data.writer import corpus_predictions, sentence_predictions
 from ner.errors import NerError
+from ner.files import atomic_write_text
 from ner.heads import SoftmaxHead
 from ner.metrics import score_sentences
 from ner.model import NerTagger
-from ner.outputs import atomic_write_text, corpus_predictions, sentence_predictions
 
 EPOCH_CHECKPOINT = re.compile(r"^epoch(\d+)\.ckpt$")
 BEST_CHECKPOINT = re.compile(r"^best-epoch(\d+)\.ckpt$")
@@ -141,7 +142,7 @@ def predictions_text(datamodule: NerDataModule, split: str, tags: Sequence[Seque
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ner.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ner evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a run folder (config.yaml, checkpoints/)")
     parser.add_argument(
         "--checkpoint", default="best", help="best | last | epochN | a .ckpt path (default best)"
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(scores, indent=2))
     else:
-        from ner.score import _score_table
+        from ner.evaluation.score import _score_table
 
         Console().print(_score_table(scores, f"{checkpoint} ({args.decode or 'as trained'}, {args.split})"))
     return 0

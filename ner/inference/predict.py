@@ -1,7 +1,7 @@
 """Tag raw text or pre-tokenized sentences from the command line; JSON lines out.
 
-    python -m ner.predict --ckpt outputs/quickstart/checkpoints/last.ckpt abstracts.txt > entities.jsonl
-    echo "IL-2 gene expression requires NF-kappa B." | python -m ner.predict --ckpt last.ckpt -
+    python -m ner predict --ckpt outputs/quickstart/checkpoints/last.ckpt abstracts.txt > entities.jsonl
+    echo "IL-2 gene expression requires NF-kappa B." | python -m ner predict --ckpt last.ckpt -
 
 Input (a file, or `-` for standard input), UTF-8:
 - plain text: one document per line; blank lines are skipped. Each document gives
@@ -20,9 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ner.cli import user_errors
-from ner.errors import DataError
-from ner.outputs import atomic_write_text
+from ner.errors import DataError, user_errors
+from ner.files import atomic_write_text
 
 STDIN = "<stdin>"
 PROGRESS_FROM = 100  # records: smaller inputs finish before a progress bar would help
@@ -97,7 +96,7 @@ def annotate(predictor, records: list[dict], progress: bool) -> list[dict]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ner.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ner predict", description=__doc__.split("\n")[0])
     parser.add_argument("input", nargs="?", default="-", help="text or JSONL file; '-' (default): stdin")
     parser.add_argument("--ckpt", required=True, help="checkpoint of a run (e.g. RUN/checkpoints/last.ckpt)")
     parser.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto", help="input format")
@@ -126,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with user_errors():
         name, text = read_input(args.input)
         records = parse_records(name, text, args.format)
-        from ner.predictor import Predictor  # after the input checks: loading torch takes seconds
+        from ner.inference.predictor import Predictor  # after the input checks: loading torch takes seconds
 
         predictor = Predictor.from_checkpoint(
             args.ckpt,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from ner.analysis import Table, entities, subword_counts
+from ner.analysis.entities import Table, entities, subword_counts
 from ner.data.reader import Sentence, read_iob2
 from ner.errors import NerError
 

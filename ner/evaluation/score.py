@@ -1,4 +1,4 @@
-"""Score a predictions file: `python -m ner.score FILE [--json] [--types protein,DNA,...]`.
+"""Score a predictions file: `python -m ner score FILE [--json] [--types protein,DNA,...]`.
 
 The file holds one token per line whose last two whitespace-separated columns are the gold and predicted tags
 (`token<TAB>gold<TAB>pred`); blank lines end sentences and document markers (`###MEDLINE:...`,
@@ -57,7 +57,7 @@ def _score_table(scores: dict, source: str) -> Table:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ner.score", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ner score", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "file", help="predictions file: token lines whose last two columns are gold and predicted tags"
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from rich.console import Group
 from rich.text import Text
 
-from ner.analysis import Outcome, Run, Span, Table, classify_sentence, entities
+from ner.analysis.entities import Outcome, Run, Span, Table, classify_sentence, entities
 
 HTML_COLORS = {
     "protein": "#fde68a",

@@ -1,6 +1,6 @@
 """One Markdown table of finished runs, read from their `metrics.json` (what the README's result tables are).
 
-    python experiments/summarize.py RUN_DIR [RUN_DIR ...]
+    python -m ner summarize RUN_DIR [RUN_DIR ...]
 
 A row per run: head, seed, precision, epochs, best epoch, dev F1, test micro P/R/F1, true macro F1, the
 support-weighted average, per-type F1 and seconds per epoch. A run evaluated under the model card's protocol
@@ -16,8 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ner.cli import user_errors
-from ner.errors import NerError
+from ner.errors import NerError, user_errors
 
 TYPES = ("DNA", "RNA", "cell_line", "cell_type", "protein")
 

@@ -1,4 +1,4 @@
-"""BIO constraints and the decoding they constrain: a batched Viterbi and per-word path confidences.
+"""Decoding under transition scores: a batched Viterbi and per-word path confidences.
 
 Shared by both heads, so the softmax head's constrained decoding and the CRF's decoding are the same
 algorithm and an ablation can separate "valid sequences" from "CRF training".
@@ -11,8 +11,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ner.data.labels import split_tag
-
 # Score given to a disallowed start or transition in the CRF. Finite, so that pytorch-crf's
 # `transition * mask` on padded words never computes `-inf * 0 = nan`, and representable in
 # float16/bfloat16 too (a model cast with `.half()` keeps it finite). exp(-1e4) underflows to exactly 0
@@ -21,24 +19,6 @@ from ner.data.labels import split_tag
 # differ by less than 1e4 (an invalid I-X can always be swapped for B-X); linear-layer emissions are
 # orders of magnitude smaller. `viterbi_decode` also accepts -inf (the softmax head uses it).
 DISALLOWED = -1e4
-
-
-def bio_constraints(labels: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
-    """Which IOB2 label sequences are valid: `I-X` only after `B-X` or `I-X`, never first; all else allowed.
-
-    Returns `(start_allowed (labels,), transition_allowed (from, to), end_allowed (labels,))`, all bool.
-    """
-    parsed = [split_tag(label) for label in labels]  # raises ValueError on a malformed label
-    num = len(parsed)
-    start = torch.tensor([prefix != "I" for prefix, _ in parsed], dtype=torch.bool)
-    transitions = torch.ones(num, num, dtype=torch.bool)
-    for j, (prefix_to, type_to) in enumerate(parsed):
-        if prefix_to != "I":
-            continue
-        for i, (prefix_from, type_from) in enumerate(parsed):
-            transitions[i, j] = prefix_from in ("B", "I") and type_from == type_to
-    end = torch.ones(num, dtype=torch.bool)
-    return start, transitions, end
 
 
 def check_inputs(emissions: Tensor, mask: Tensor, num_labels: int, tags: Tensor | None = None) -> None:

@@ -19,15 +19,15 @@ from typing import TextIO
 
 from rich.console import Console
 
-from ner.ablation.compare import compare
-from ner.ablation.evaluation import evaluate_run
-from ner.ablation.grid import Study
-from ner.ablation.plots import plot_all
-from ner.ablation.report import markdown, print_comparison
-from ner.ablation.runner import Runner, run_one, status_table
-from ner.ablation.status import DONE, local_trainers, task_state
 from ner.errors import NerError
-from ner.outputs import atomic_write_text, write_json
+from ner.files import atomic_write_text, write_json
+from ner.study.arms import Study
+from ner.study.compare import compare
+from ner.study.evaluate_arms import evaluate_run
+from ner.study.plots import plot_all
+from ner.study.report import markdown, print_comparison
+from ner.study.runner import Runner, run_one, status_table
+from ner.study.status import DONE, local_trainers, task_state
 
 ACTIONS = ("list", "status", "one", "train", "evaluate", "compare", "run")
 

@@ -15,13 +15,10 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ner.ablation.grid import Arm
-from ner.ablation.protocol import CARD_LABEL, CARD_MAX_LENGTH, card_protocol, kept_words
-from ner.data.labels import types_of
 from ner.data.reader import Sentence, read_iob2
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
-from ner.evaluate import (
+from ner.evaluation.evaluate import (
     best_checkpoint,
     datamodule_for_run,
     decode_checkpoint,
@@ -29,8 +26,11 @@ from ner.evaluate import (
     load_run_config,
     predictions_text,
 )
+from ner.files import atomic_write_text, write_json
 from ner.metrics import score_sentences
-from ner.outputs import atomic_write_text, write_json
+from ner.study.arms import Arm
+from ner.study.protocol import CARD_LABEL, CARD_MAX_LENGTH, card_protocol, kept_words
+from ner.tags import types_of
 
 
 def arm_file(run_dir: Path, arm: str) -> Path:

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ner.ablation.grid import TrainTask
 from ner.errors import NerError
-from ner.outputs import atomic_write_text
+from ner.files import atomic_write_text
+from ner.study.arms import TrainTask
 
 DONE, RUNNING, INTERRUPTED, FAILED, PENDING = "done", "running", "interrupted", "failed", "pending"
 

@@ -22,8 +22,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ner.ablation.grid import TrainTask
-from ner.ablation.status import (
+from ner.study.arms import TrainTask
+from ner.study.status import (
     DONE,
     FAILED,
     RUNNING,

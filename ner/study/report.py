@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ner.ablation.compare import HONEST
-from ner.ablation.protocol import CARD_LABEL
+from ner.study.compare import HONEST
+from ner.study.protocol import CARD_LABEL
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Inference with a trained checkpoint: raw text in, entities with character offsets out.
 
-Raw text is cut into sentences and GENIA-style tokens (`ner.text`), so the model sees the kind of words
-it was trained on; every sentence then goes through the training path unchanged: `word_pieces`,
+Raw text is cut into sentences and GENIA-style tokens (`ner.inference.text`), so the model sees the kind
+of words it was trained on; every sentence then goes through the training path unchanged: `word_pieces`,
 `encode_sentence` (long sentences windowed, never cut), `collate`, the model, the head's `decode` and
 `scores`, and `merge_windows`. Batches are sorted by length to keep padding small.
 
@@ -28,9 +28,9 @@ from transformers import PreTrainedTokenizerBase
 from ner.data.windows import collate, encode_sentence, merge_windows, special_tokens, word_pieces
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
-from ner.metrics import entity_chunks
+from ner.inference.text import Token, split_sentences
 from ner.model import NerTagger
-from ner.text import Token, split_sentences
+from ner.tags import entity_chunks
 
 # what torch.load and Lightning raise on a file that is not one of our checkpoints
 LOAD_ERRORS = (RuntimeError, KeyError, EOFError, OSError, ValueError, TypeError, pickle.UnpicklingError)

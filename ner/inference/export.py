@@ -1,4 +1,4 @@
-"""Export a checkpoint as a Hugging Face model folder: `python -m ner.export --ckpt PATH --out DIR`.
+"""Export a checkpoint as a Hugging Face model folder: `python -m ner export --ckpt PATH --out DIR`.
 
 - softmax head with argmax decoding (the model card's model): a standard `*ForTokenClassification`
   (weights, tokenizer, `id2label`); `pipeline("ner", model=DIR, tokenizer=DIR)` and
@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForTokenClassification, PreTrainedModel
 
-from ner.cli import user_errors
-from ner.errors import NerError
+from ner.errors import NerError, user_errors
 from ner.heads import CRFHead
+from ner.inference.predictor import load_checkpoint
 from ner.model import NerTagger
-from ner.predictor import load_checkpoint
 
 HF_CODE = Path(__file__).parent / "hf"
 REMOTE_FILES = ("configuration_ner_tagger.py", "modeling_ner_tagger.py", "pipeline_ner_tagger.py")
@@ -68,9 +67,9 @@ def standard_model(model: NerTagger) -> PreTrainedModel:
 
 
 def remote_model(model: NerTagger, decoder: str) -> PreTrainedModel:
-    """The tagger as `ner.hf`'s model class, with the head's (constrained) transition scores."""
-    from ner.hf.configuration_ner_tagger import NerTaggerConfig
-    from ner.hf.modeling_ner_tagger import NerTaggerForTokenClassification
+    """The tagger as `ner.inference.hf`'s model class, with the head's (constrained) transition scores."""
+    from ner.inference.hf.configuration_ner_tagger import NerTaggerConfig
+    from ner.inference.hf.modeling_ner_tagger import NerTaggerForTokenClassification
 
     encoder = {k: v for k, v in model.encoder.config.to_dict().items() if k not in ENCODER_KEYS_DROPPED}
     config = NerTaggerConfig(
@@ -151,7 +150,7 @@ def export(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ner.export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ner export", description=__doc__.split("\n")[0])
     parser.add_argument("--ckpt", required=True, help="checkpoint of a run (e.g. RUN/checkpoints/last.ckpt)")
     parser.add_argument("--out", required=True, help="folder to write (created; must be empty)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")

@@ -13,73 +13,32 @@ chunks begun by `B-`; an `I-` continues any open chunk), so the counts here add 
 - `missed` (a gold entity no prediction overlaps) and `spurious` (a prediction no gold entity overlaps).
 
 Results come back as `Table`s, which show themselves in Jupyter (HTML) and in the terminal (rich).
-Comparing runs and drawing are in `ner.analysis_compare`; corpus statistics in `ner.analysis_corpus`.
+Comparing runs and drawing are in `ner.analysis.compare`; corpus statistics in `ner.analysis.corpus`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from rich.table import Table as RichTable
 from transformers import PreTrainedTokenizerBase
 
-from ner.data.labels import split_tag
 from ner.data.reader import Sentence, read_iob2
 from ner.data.splits import make_split
 from ner.data.windows import word_pieces
 from ner.encoders import load_tokenizer, resolve_encoder
 from ner.errors import NerError
-from ner.metrics import entity_chunks, prf
+from ner.metrics import prf
+from ner.tables import Table
+from ner.tags import entity_chunks, split_tag
 
 OUTCOMES = ("correct", "wrong_type", "boundary", "boundary_wrong_type", "missed", "spurious")
 SIDES = ("left", "right", "both")
-
-
-@dataclass
-class Table:
-    """Rows of a result (`rows[i][column]`), shown as HTML in Jupyter and as a rich table in a terminal."""
-
-    title: str
-    rows: list[dict]
-    columns: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.columns:
-            self.columns = list(dict.fromkeys(key for row in self.rows for key in row))
-
-    def column(self, name: str) -> list:
-        return [row.get(name) for row in self.rows]
-
-    def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in self.columns) + "</tr>"
-            for row in self.rows
-        )
-        return f"<table><caption>{html.escape(self.title)}</caption><tr>{head}</tr>{body}</table>"
-
-    def __rich__(self) -> RichTable:
-        table = RichTable(title=self.title)
-        for c in self.columns:
-            table.add_column(
-                c, justify="left" if not self.rows or isinstance(self.rows[0].get(c), str) else "right"
-            )
-        for row in self.rows:
-            table.add_row(*(_cell(row.get(c)) for c in self.columns))
-        return table
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -135,7 +94,9 @@ def run_tokenizer(run: Run) -> PreTrainedTokenizerBase:
             "tokenizer_files"
         )
         if files:
-            from ner.predictor import tokenizer_from_files  # here: it imports Lightning, needed nowhere else
+            from ner.inference.predictor import (
+                tokenizer_from_files,  # here: it imports Lightning, needed nowhere else
+            )
 
             return tokenizer_from_files(files)
     return load_tokenizer(resolve_encoder(run.config["model"]["encoder"]))

@@ -1,7 +1,7 @@
 """Compare arms over seeds: aggregate per-run results, test the arms' differences, gather the card protocol.
 
 Input: run folders. Each contributes the arms evaluated next to it (`eval/<arm>.json`, see
-`ner.ablation.evaluation`) or, for a plain run without `eval/`, itself as one arm named after its head (and
+`ner.study.evaluate_arms`) or, for a plain run without `eval/`, itself as one arm named after its head (and
 decode mode when not the default). `eval/card-<arm>.json` files feed the model card section.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ner.ablation.evaluation import native_arm, trained_decode
-from ner.ablation.grid import Arm
-from ner.ablation.protocol import ALONE, CARD_LABEL, LADDER
-from ner.ablation.stats import document_counts, f1, paired_test, summarize
-from ner.data.labels import types_of
 from ner.data.reader import read_iob2
 from ner.errors import NerError
+from ner.study.arms import Arm
+from ner.study.evaluate_arms import native_arm, trained_decode
+from ner.study.protocol import ALONE, CARD_LABEL, LADDER
+from ner.study.stats import document_counts, f1, paired_test, summarize
+from ner.tags import types_of
 
 HONEST = (
     "honest: epoch selected on dev, official JNLPBA 2004 rules (evalIOB2.pl), every word of every sentence; "
