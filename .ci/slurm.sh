@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: the job scripts of experiments/slurm/ against a real single-node SLURM (called by .ci/run).
+# CI: train.sbatch and the study's sweep on hydra/launcher=slurm against a real single-node SLURM (.ci/run).
 # Installs Debian's slurm-wlm and munge, starts tests/slurm/cluster.sh, runs the `slurm`-marked tests,
 # stops the cluster (also on failure), and exits with pytest's status.
 set -euo pipefail

@@ -2,122 +2,93 @@
 
 Two `NerTagger`s start from the same weights and take turns on every batch (the order alternates), so a
 busy machine slows both alike. A training step is forward, loss, backward, gradient clipping and an
-AdamW step. Decoding is timed on emissions computed once per batch, so it measures the heads alone; the
-batched Viterbi is also checked against pytorch-crf's own decoder (same paths) and timed beside it.
+AdamW step. Decoding is timed on emissions computed once per batch, so it measures the heads alone. Our
+batched Viterbi (`ner.heads.viterbi`) is also checked against pytorch-crf's decoder with the same random
+scores (same paths) and timed beside it.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
+from torchcrf import CRF
 
-from benchmarks.common import Workload, sync
-from benchmarks.training import our_config
+from benchmarks.common import Workload, our_config, timed
+from ner.heads.viterbi import viterbi_decode
 from ner.model import NerTagger
 from ner.train import build_datamodule
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {
-        key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()
-    }
+def emissions(model: NerTagger, batch: dict) -> torch.Tensor:
+    return model(batch["input_ids"], batch["attention_mask"], batch["word_index"])  # (windows, words, labels)
 
 
-def pair(work: Workload, device: torch.device) -> dict[str, NerTagger]:
-    torch.manual_seed(0)
-    softmax = NerTagger(encoder=work.encoder, labels=work.labels, head="softmax")
-    crf = NerTagger(encoder=work.encoder, labels=work.labels, head="crf")
-    crf.load_state_dict(
-        softmax.state_dict(), strict=False
-    )  # same encoder and emission layer; CRF keeps its own
-    return {"softmax": softmax.to(device), "crf": crf.to(device)}
-
-
-def train_step(model: NerTagger, optimizer: torch.optim.Optimizer, batch: dict, precision: str) -> float:
-    sync()
-    start = time.perf_counter()
-    with torch.autocast(
-        batch["input_ids"].device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"
-    ):
-        loss = model.head(model._emissions(batch), batch["labels"], batch["word_mask"])
-    loss.backward()
+def train_step(model: NerTagger, optimizer: torch.optim.Optimizer, batch: dict) -> None:
+    model.head(emissions(model, batch), batch["labels"], batch["word_mask"]).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    sync()
-    return time.perf_counter() - start
 
 
-def mean_seconds(repeats: int, function, *args) -> float:
-    """Mean wall time of `function(*args)` over `repeats` calls."""
-    sync()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function(*args)
-    sync()
-    return (time.perf_counter() - start) / repeats
-
-
-def loss_backward(head, emissions: torch.Tensor, batch: dict) -> None:
+def loss_backward(head, scores: torch.Tensor, batch: dict) -> None:
     """A head's loss alone, forward and backward, on fixed emissions."""
-    head(emissions.detach().requires_grad_(), batch["labels"], batch["word_mask"]).backward()
+    head(scores.detach().requires_grad_(), batch["labels"], batch["word_mask"]).backward()
 
 
-def cost(
-    work: Workload, *, batches: int, batch_size: int, precision: str = "32-true", repeats: int = 5
-) -> dict:
+def cost(work: Workload, *, batches: int, batch_size: int, repeats: int = 5) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as out:
-        cfg = our_config(work, Path(out), precision=precision, batch_size=batch_size, bucket=True)
-        datamodule = build_datamodule(cfg)
+        datamodule = build_datamodule(our_config(work, Path(out), batch_size=batch_size))
         datamodule.setup("fit")
         loader = iter(datamodule.train_dataloader())
-        train = [to_device(next(loader), device) for _ in range(batches + 1)]
+        train = [move_data_to_device(next(loader), device) for _ in range(batches + 1)]
         test = list(datamodule.test_dataloader())  # sorted by length: take batches from short to long
-        test = [to_device(test[i * len(test) // batches], device) for i in range(min(batches, len(test)))]
-    models = pair(work, device)
+        test = [
+            move_data_to_device(test[i * len(test) // batches], device)
+            for i in range(min(batches, len(test)))
+        ]
+    torch.manual_seed(0)
+    models = {head: NerTagger(work.encoder, work.labels, head=head).to(device) for head in ("softmax", "crf")}
+    models["crf"].load_state_dict(models["softmax"].state_dict(), strict=False)  # the CRF keeps its own
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=5e-5) for name, model in models.items()}
 
     # training steps, turn about; the first batch warms both up untimed
-    seconds = {"softmax": 0.0, "crf": 0.0}
-    loss_seconds = {"softmax": 0.0, "crf": 0.0}
+    seconds, loss_seconds = {"softmax": 0.0, "crf": 0.0}, {"softmax": 0.0, "crf": 0.0}
     for i, batch in enumerate(train):
         order = ["softmax", "crf"] if i % 2 == 0 else ["crf", "softmax"]
         for name in order:
-            elapsed = train_step(models[name], optimizers[name], batch, precision)
-            if i > 0:
-                seconds[name] += elapsed
+            seconds[name] += timed(train_step, models[name], optimizers[name], batch)[1] if i else 0.0
         if i > 0:  # the heads' loss alone on the same emissions
             with torch.no_grad():
-                emissions = models["softmax"]._emissions(batch)
+                scores = emissions(models["softmax"], batch)
             for name in order:
-                head = models[name].head
-                loss_seconds[name] += mean_seconds(repeats, loss_backward, head, emissions, batch)
+                _, elapsed = timed(loss_backward, models[name].head, scores, batch, repeats=repeats)
+                loss_seconds[name] += elapsed
 
-    # decoding on fixed emissions
+    # decoding on fixed emissions; pytorch-crf decodes with its own random scores, ours with the same ones
     decode = {"argmax": 0.0, "viterbi": 0.0, "pytorch_crf": 0.0}
     forward_decode = {"softmax": 0.0, "crf": 0.0}
+    reference = CRF(len(work.labels), batch_first=True).to(device)
+    scores = (reference.transitions, reference.start_transitions, reference.end_transitions)
     identical = True
-    crf_head = models["crf"].head
     for model in models.values():
         model.eval()
     with torch.inference_mode():
         for batch in test:
-            emissions = models["crf"]._emissions(batch)
-            mask = batch["word_mask"]
-            decode["argmax"] += mean_seconds(repeats, models["softmax"].head.decode, emissions, mask)
-            decode["viterbi"] += mean_seconds(repeats, crf_head.decode, emissions, mask)
-            decode["pytorch_crf"] += mean_seconds(1, crf_head.crf.decode, emissions, mask)
-            identical &= crf_head.decode(emissions, mask) == crf_head.crf.decode(emissions, mask)
+            emitted, mask = emissions(models["crf"], batch), batch["word_mask"]
+            decode["argmax"] += timed(models["softmax"].head.decode, emitted, mask, repeats=repeats)[1]
+            decode["viterbi"] += timed(models["crf"].head.decode, emitted, mask, repeats=repeats)[1]
+            theirs, elapsed = timed(reference.decode, emitted, mask)
+            decode["pytorch_crf"] += elapsed
+            identical &= viterbi_decode(emitted, mask, *scores) == theirs
             for name, model in models.items():
-                forward_decode[name] += mean_seconds(1, model.decode_batch, batch)
+                forward_decode[name] += timed(model.decode_batch, batch)[1]
     steps = len(train) - 1
     return {
         "device": str(device),
-        "precision": precision,
         "train_batches": steps,
         "decode_batches": len(test),
         "train_step_ms": {name: round(1000 * s / steps, 2) for name, s in seconds.items()},

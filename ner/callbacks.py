@@ -1,8 +1,9 @@
 """Lightning callbacks of our own: a per-epoch history, and what makes an interrupted run resume exactly.
 
 A resumed run finishes with the same weights as an uninterrupted one when it restarts from a state the
-uninterrupted run actually had (a batch boundary), sees the remaining batches in the same order (the data
-module saves its position) and draws the same dropout masks (`RandomState`). `Preemption` writes such states.
+uninterrupted run actually had (a batch boundary), sees the remaining batches in the same order (the
+training loader is torchdata's `StatefulDataLoader`) and draws the same dropout masks (`RandomState`).
+Lightning's `ModelCheckpoint` writes those states at epoch ends and every N steps; `Preemption` on signals.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ner.distributed import all_max, gather_objects
@@ -32,58 +33,33 @@ REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
 class EpochHistory(L.Callback):
-    """Records, per epoch, wall time and the dev scores; saved in checkpoints, so a resumed run keeps it.
+    """Records, per epoch, its seconds and the dev scores; saved in checkpoints, so a resumed run keeps it.
 
-    Its clock is saved too: a run resumed from a checkpoint reports the training time of all its processes
-    (up to each one's last checkpoint: work redone after a kill is not counted twice), not the last one's.
+    The seconds come from Lightning's `Timer`, whose training clock is saved in checkpoints too: a resumed
+    run counts the training of all its processes (each up to its last checkpoint), not only the last one's.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, timer: Timer) -> None:
+        self.timer = timer
         self.epochs: list[dict[str, Any]] = []
         self.processes = 1  # that trained this run, counting this one
-        self._epoch: int | None = None  # the epoch being trained
-        self._epoch_start: float | None = None
-        self._epoch_carried = 0.0  # seconds of self._epoch trained by earlier processes
-        self._fit_start: float | None = None
-        self._fit_carried = 0.0
-        self._restored: dict[str, Any] = {}
-
-    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._fit_start = time.perf_counter()
-
-    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        # Lightning skips on_train_epoch_start for an epoch it resumes mid-way: its clock goes on here.
-        epoch = trainer.current_epoch
-        if self._restored.get("epoch") == epoch and all(e["epoch"] != epoch for e in self.epochs):
-            self._epoch, self._epoch_start = epoch, time.perf_counter()
-            self._epoch_carried = self._restored.get("epoch_seconds", 0.0)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._epoch, self._epoch_start, self._epoch_carried = trainer.current_epoch, time.perf_counter(), 0.0
-
-    @property
-    def epoch_seconds(self) -> float | None:
-        if self._epoch_start is None:
-            return None
-        return self._epoch_carried + time.perf_counter() - self._epoch_start
 
     @property
     def fit_seconds(self) -> float:
         """Training wall time of this run so far, over every process that trained it."""
-        running = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
-        return self._fit_carried + running
+        return self.timer.time_elapsed("train")
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         # After the module computed its dev scores, before ModelCheckpoint saves (it runs last).
         if trainer.sanity_checking or trainer.state.fn != "fit" or "dev" not in module.results:
             return
         micro = module.results["dev"]["micro"]
-        seconds = self.epoch_seconds
+        seconds = self.fit_seconds - sum(e["seconds"] for e in self.epochs)
         self.epochs.append(
             {
                 "epoch": trainer.current_epoch,
                 "step": trainer.global_step,
-                "seconds": round(seconds, 2) if seconds is not None else None,
+                "seconds": round(seconds, 2),
                 "dev_f1": micro["f1"],
                 "dev_precision": micro["precision"],
                 "dev_recall": micro["recall"],
@@ -97,17 +73,10 @@ class EpochHistory(L.Callback):
         return max(self.epochs, key=lambda e: e["dev_f1"], default=None)
 
     def state_dict(self) -> dict[str, Any]:
-        clock = {
-            "epoch": self._epoch,
-            "epoch_seconds": self.epoch_seconds or 0.0,
-            "fit_seconds": self.fit_seconds,
-        }
-        return {"epochs": self.epochs, "clock": clock, "processes": self.processes}
+        return {"epochs": self.epochs, "processes": self.processes}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epochs = list(state_dict["epochs"])
-        self._restored = dict(state_dict.get("clock", {}))  # checkpoints older than the clock have none
-        self._fit_carried = self._restored.get("fit_seconds", 0.0)
         self.processes = state_dict.get("processes", 1) + 1
 
 
@@ -166,6 +135,21 @@ class RandomState(L.Callback):
         self._pending = None
 
 
+class StepCheckpoint(ModelCheckpoint):
+    """`ModelCheckpoint(every_n_train_steps=N)`, but never on an epoch's last batch.
+
+    Saved there, before the epoch's validation, a checkpoint resumes into the next epoch and Lightning
+    skips it; the epoch-end checkpoint, after validation, comes next anyway.
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # tests/test_resume.py::test_killed_in_the_last_epochs_validation_resumes_every_epoch
+        if batch_idx + 1 < trainer.num_training_batches:
+            super().on_train_batch_end(trainer, module, outputs, batch, batch_idx)
+
+
 class Interrupted(SystemExit):
     """Ends every process once `Preemption` has saved; exit status 128 + signal, as if the signal had."""
 
@@ -191,70 +175,50 @@ def requeue_slurm_job() -> bool:
 
 
 class Preemption(L.Callback):
-    """Keeps `last.ckpt` the latest state, so that a killed or preempted run resumes (`ckpt_path=last`).
+    """On SIGTERM, SIGUSR1 or SIGUSR2: save `last.ckpt` at the next batch boundary, requeue, and exit.
 
-    - At the end of every epoch, after its validation (Lightning's `save_last` only writes it along with a
-      new best checkpoint), and every `every_n_steps` optimizer steps mid-epoch (None: epoch ends only), so
-      that even SIGKILL loses little.
-    - On SIGTERM, SIGUSR1 or SIGUSR2: the handler only notes the signal. After the current training batch
-      all processes agree on it (one all-reduce of three flags per batch, under DDP only), `last.ckpt` is
-      written, rank 0 requeues the SLURM job on SIGUSR1/SIGUSR2 (`REQUEUE_SIGNALS`) inside one, and every
-      process exits with `Interrupted`. A signal during the last batch of an epoch is handled after the
-      epoch's validation, with the end-of-epoch checkpoint.
-
-    Nothing is saved inside the signal handler, unlike Lightning's own SLURM auto-requeue: a handler can run
+    Kept because Lightning's SLURM auto-requeue saves from inside the signal handler: a handler can run
     mid-step or while other processes wait in a collective, and such a checkpoint is not a state the
-    uninterrupted run ever had (or never gets written).
+    uninterrupted run ever had (or never gets written). Here the handler only notes the signal. After the
+    current training batch all processes agree on it (one all-reduce of three flags per batch, under DDP
+    only), `last.ckpt` is written, rank 0 requeues the SLURM job on SIGUSR1/SIGUSR2 inside one, and every
+    process exits with `Interrupted`. A signal during an epoch's last batch or its validation is handled
+    when the next epoch starts (or training ends): after the epoch's checkpoints.
     """
 
     SIGNALS = (signal.SIGTERM, *REQUEUE_SIGNALS)
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int | None = None) -> None:
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(
-                f"checkpoint_every_n_steps must be a positive number of steps, got {every_n_steps}"
-            )
+    def __init__(self, dirpath: str | Path) -> None:
         self.path = Path(dirpath) / "last.ckpt"
-        self.every_n_steps = every_n_steps
         self._received: set[int] = set()
         self._original: dict[int, Any] = {}
 
     def _note(self, signum: int, frame: Any) -> None:
         self._received.add(signum)
 
-    def _install(self) -> None:
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Here, not in `setup`: Lightning registers its own SIGTERM handler after `setup`.
+        self._received.clear()
         if threading.current_thread() is not threading.main_thread():
             rank_zero_warn(
                 "training outside the main thread: SIGTERM/SIGUSR1 will not be turned into checkpoints"
             )
             return
         for signum in self.SIGNALS:
-            previous = signal.signal(signum, self._note)
-            self._original.setdefault(signum, previous)
+            self._original.setdefault(signum, signal.signal(signum, self._note))
 
-    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._received.clear()
-            self._install()
-            if trainer.is_global_zero:
-                log.info("on SIGTERM/SIGUSR1/SIGUSR2: save %s after the current batch, then exit", self.path)
-
-    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._install()  # again: Lightning registers its own SIGTERM handler after `setup`
-
-    def teardown(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        if stage == "fit":
-            self._restore()
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if received := self._agreed(trainer):
+            self._stop(trainer, received)  # the last epoch's checkpoint is the end of training
+        self._restore()
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
-        self._restore()  # Lightning skips `teardown` hooks when fit ends with an exception (e.g. Interrupted)
+        self._restore()  # Lightning skips the other end hooks when fit ends with an exception (Interrupted)
 
     def _restore(self) -> None:
-        if not self._original:
-            return
         for signum, handler in self._original.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        if SLURMEnvironment.detect():
+        if self._original and SLURMEnvironment.detect():
             # Training is over and `last.ckpt` is final: a requeue signal now must not kill the evaluation.
             for signum in REQUEUE_SIGNALS:
                 if signal.getsignal(signum) in (signal.SIG_DFL, None):
@@ -272,23 +236,15 @@ class Preemption(L.Callback):
             return  # mid-accumulation: the gradients so far are not part of a checkpoint
         if batch_idx + 1 >= trainer.num_training_batches:
             return  # the end-of-epoch validation and checkpoint come next
-        received = self._agreed(trainer)
-        if received:
+        if received := self._agreed(trainer):
             trainer.save_checkpoint(self.path)
             self._stop(trainer, received)
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
-            trainer.save_checkpoint(self.path)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)  # after validation: EpochHistory and the best checkpoint are in it
-        received = self._agreed(trainer)
-        if received:
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # A signal since the previous epoch's last batch: its checkpoints, written after validation by the
+        # ModelCheckpoints (Lightning runs them after us at epoch end), hold the state to resume from.
+        if trainer.current_epoch > 0 and (received := self._agreed(trainer)):
             self._stop(trainer, received)
-
-    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        received = self._agreed(trainer)
-        if received:
-            self._stop(trainer, received)  # the last epoch's checkpoint is the end of training
 
     def _stop(self, trainer: L.Trainer, received: set[int]) -> None:
         # SIGTERM first: a job being cancelled or preempted is not ours to requeue.

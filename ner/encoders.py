@@ -52,11 +52,23 @@ def _load(loader, name: str, what: str, **kwargs):
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
-    """The encoder's fast tokenizer (word alignment needs `word_ids`, which only fast tokenizers give)."""
+    """The encoder's fast tokenizer (word alignment needs `word_ids`, which only fast tokenizers give),
+    set up to tokenize pre-split words as it tokenizes running text."""
     tokenizer = _load(AutoTokenizer, name, "tokenizer", use_fast=True)
     if not tokenizer.is_fast:
         raise NerError(f"the tokenizer of {name!r} has no fast (Rust) version, which word alignment needs")
+    if not _splits_like_text(tokenizer):
+        # Byte-level BPE (RoBERTa, BioMed-RoBERTa, PM-M3, GPT-2) marks a word start by its leading space,
+        # which pre-split words lack: without it every word would be tokenized as if inside another.
+        tokenizer = _load(AutoTokenizer, name, "tokenizer", use_fast=True, add_prefix_space=True)
     return tokenizer
+
+
+def _splits_like_text(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether a word after the first gets the same subwords pre-split as in running text."""
+    words = ["word", "word"]
+    split = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    return split == tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
 
 
 def load_encoder(name: str) -> PreTrainedModel:

@@ -149,13 +149,11 @@ class EntityF1(Metric):
         """Add a batch of sentences: `gold[i]` and `pred[i]` are the tag strings of sentence i."""
         if len(gold) != len(pred):
             raise ValueError(f"got {len(gold)} gold sentences but {len(pred)} predicted ones")
-        batch = {name: [0] * len(self.types) for name in COUNT_NAMES}
-        for gold_tags, pred_tags in zip(gold, pred, strict=True):
-            for name, values in count_sentence(gold_tags, pred_tags, self.types).items():
-                batch[name] = [a + b for a, b in zip(batch[name], values, strict=True)]
-        for name, values in batch.items():
-            state = getattr(self, name)
-            setattr(self, name, state + torch.tensor(values, dtype=torch.long, device=state.device))
+        counts = [count_sentence(g, p, self.types) for g, p in zip(gold, pred, strict=True)]
+        for name in COUNT_NAMES:
+            state = getattr(self, name)  # (types,)
+            batch = torch.tensor([c[name] for c in counts], dtype=torch.long)  # (sentences, types)
+            setattr(self, name, state + batch.view(len(counts), len(self.types)).sum(dim=0).to(state.device))
 
     def compute(self) -> dict:
         return scores_from_counts(self.types, {name: getattr(self, name).tolist() for name in COUNT_NAMES})

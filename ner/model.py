@@ -17,12 +17,13 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from ner.data.windows import merge_windows
+from ner.data.windows import merge_window_rows
 from ner.distributed import gather_objects
 from ner.encoders import encoder_from_config, load_encoder, load_tokenizer
 from ner.errors import NerError
 from ner.heads import build_head
 from ner.metrics import EntityF1
+from ner.tags import types_of
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 # `NerTagger.set_inference_precision`: exact float32, bfloat16 autocast, int8 dynamically quantized Linears
@@ -44,11 +45,14 @@ class NerTagger(L.LightningModule):
         labels: the label list (`O` first); index = label id.
         head: head name (`ner.heads.build_head`); `head_options` go to its constructor.
         dropout: on word states before the emission layer.
-        lr / head_lr: AdamW learning rates of the encoder + emission layer and of the head's own parameters.
+        lr / emission_lr / head_lr: AdamW learning rates of the encoder, of the emission layer on top of it
+            (None: lr) and of the head's own parameters, e.g. the CRF's transitions (None: lr).
         weight_decay: AdamW decay, not applied to biases and norms.
         warmup_ratio: share of all optimizer steps with linear warm-up, then linear decay to 0.
         fused: PyTorch's fused AdamW kernel (CPU and GPU): optimizer steps about 4x faster than the default
             per-parameter loop, equal up to float rounding. Off by default: runs repeat earlier ones exactly.
+        max_length / stride: the training data's windows (`data.max_length`, `data.stride`), kept so that
+            inference windows sentences as training did.
         encoder_config: set in checkpoints; builds the architecture without downloading weights.
     """
 
@@ -60,10 +64,13 @@ class NerTagger(L.LightningModule):
         head_options: dict[str, Any] | None = None,
         dropout: float = 0.3,
         lr: float = 5e-5,
-        head_lr: float = 1e-3,
+        emission_lr: float | None = None,
+        head_lr: float | None = 1e-3,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         fused: bool = False,
+        max_length: int = 128,
+        stride: int | None = None,
         encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -75,7 +82,7 @@ class NerTagger(L.LightningModule):
         self.dropout = nn.Dropout(dropout)
         self.emissions = nn.Linear(self.encoder.config.hidden_size, len(self.labels))
         self.head = build_head(head, self.labels, **(head_options or {}))
-        types = sorted({label[2:] for label in self.labels if label != "O"})
+        types = types_of(self.labels)
         self.metrics = nn.ModuleDict({"val": EntityF1(types), "test": EntityF1(types)})
         self.results: dict[str, dict] = {}  # split -> metric JSON of the last evaluation
         self.predictions: dict[str, dict[int, list[str]]] = {}  # split -> sentence index -> tags
@@ -137,20 +144,28 @@ class NerTagger(L.LightningModule):
             self.log("loss", loss.detach().cpu(), prog_bar=True, logger=False, batch_size=n)
         return loss
 
-    def decode_batch(self, batch: dict) -> tuple[list[list[int]], list[list[int]]]:
-        """Gold and predicted label ids per sentence of the batch, windows merged back into sentences."""
-        paths = self.head.decode(self._emissions(batch), batch["word_mask"])
-        n = len(batch["sentence_index"])
-        gold_rows = [
-            row[mask].tolist()
-            for row, mask in zip(batch["labels"].cpu(), batch["word_mask"].cpu(), strict=True)
-        ]
-        gold = merge_windows(gold_rows, batch["window_owned"], batch["window_item"], n)
-        pred = merge_windows(paths, batch["window_owned"], batch["window_item"], n)
-        return gold, pred
+    def sentence_emissions(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """Emissions of whole sentences (sentences, words, labels) and their word mask (sentences, words):
+        every word's row from the window that owns it. The one place windows become sentences again, for
+        evaluation, `ner.evaluation.evaluate` and the `Predictor` alike."""
+        windows = self._emissions(batch)  # (windows, words, labels)
+        return merge_window_rows(
+            windows, batch["window_owned"], batch["window_item"], len(batch["sentence_index"])
+        )
+
+    def decode_batch(self, batch: dict, mode: str | None = None) -> tuple[list[list[int]], list[list[float]]]:
+        """Label ids of each sentence of the batch and the head's per-word confidence in them."""
+        emissions, mask = self.sentence_emissions(batch)
+        paths = self.head.decode(emissions, mask, mode)
+        return paths, self.head.scores(emissions, mask, paths)
 
     def _eval_step(self, batch: dict, split: str) -> None:
-        gold, pred = self.decode_batch(batch)
+        emissions, mask = self.sentence_emissions(batch)
+        pred = self.head.decode(emissions, mask)
+        labels, _ = merge_window_rows(
+            batch["labels"], batch["window_owned"], batch["window_item"], len(pred)
+        )  # (sentences, words)
+        gold = [row[:n] for row, n in zip(labels.tolist(), mask.sum(dim=1).tolist(), strict=True)]
         kept = [i for i, counted in enumerate(batch["counted"]) if counted]
         gold_tags = [[self.labels[t] for t in gold[i]] for i in kept]
         pred_tags = [[self.labels[t] for t in pred[i]] for i in kept]
@@ -167,14 +182,8 @@ class NerTagger(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.results[name], self.predictions[name] = result, dict(predictions)
-        micro = result["micro"]
-        for key, value in (
-            ("f1", micro["f1"]),
-            ("precision", micro["precision"]),
-            ("recall", micro["recall"]),
-        ):
-            self.log(f"{split}/{key}", value, sync_dist=False)
-        self.log(f"{split}/macro_f1", result["macro"]["f1"], sync_dist=False)
+        scores = {f"{split}/{key}": result["micro"][key] for key in ("f1", "precision", "recall")}
+        self.log_dict({**scores, f"{split}/macro_f1": result["macro"]["f1"]}, sync_dist=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -206,22 +215,24 @@ class NerTagger(L.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self) -> dict:
-        head_ids = {id(p) for p in self.head.parameters()}
-        rest = [(n, p) for n, p in self.named_parameters() if p.requires_grad and id(p) not in head_ids]
-        groups = [
-            {
-                "params": [p for n, p in rest if not n.endswith(NO_DECAY)],
-                "weight_decay": self.hparams.weight_decay,
-            },
-            {"params": [p for n, p in rest if n.endswith(NO_DECAY)], "weight_decay": 0.0},
+        hp = self.hparams
+
+        def groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+            named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+            decayed = [p for n, p in named if not n.endswith(NO_DECAY)]
+            return [
+                {"params": decayed, "lr": lr, "weight_decay": weight_decay},
+                {"params": [p for n, p in named if n.endswith(NO_DECAY)], "lr": lr, "weight_decay": 0.0},
+            ]
+
+        param_groups = [
+            *groups(self.encoder, hp.lr, hp.weight_decay),
+            *groups(self.emissions, hp.emission_lr or hp.lr, hp.weight_decay),
+            {"params": list(self.head.parameters()), "lr": hp.head_lr or hp.lr, "weight_decay": 0.0},
         ]
-        if head_ids:
-            groups.append(
-                {"params": list(self.head.parameters()), "lr": self.hparams.head_lr, "weight_decay": 0.0}
-            )
+        param_groups = [group for group in param_groups if group["params"]]  # e.g. the softmax head's
         # fused=None keeps torch's default implementation (bit for bit what runs without the option gave)
-        fused = True if self.hparams.fused else None
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr, fused=fused)
+        optimizer = torch.optim.AdamW(param_groups, lr=hp.lr, fused=True if hp.fused else None)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.hparams.warmup_ratio * total), total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -12,11 +12,14 @@ from rich.table import Table as RichTable
 
 @dataclass
 class Table:
-    """Rows of a result (`rows[i][column]`), shown as HTML in Jupyter and as a rich table in a terminal."""
+    """Rows of a result (`rows[i][column]`); floats are shown with `digits` decimals, and columns holding
+    only numbers are right-aligned. `sections` are the rows after which a terminal draws a rule."""
 
     title: str
     rows: list[dict]
     columns: list[str] = field(default_factory=list)
+    digits: int = 4
+    sections: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -25,10 +28,18 @@ class Table:
     def column(self, name: str) -> list:
         return [row.get(name) for row in self.rows]
 
+    def numeric(self, name: str) -> bool:
+        values = [v for v in self.column(name) if v is not None]
+        return bool(values) and all(isinstance(v, int | float) for v in values)
+
+    def cells(self, row: dict) -> list[str]:
+        """The row as shown: floats rounded to `digits`, None blank."""
+        return [_cell(row.get(c), self.digits) for c in self.columns]
+
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in self.columns) + "</tr>"
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in self.cells(row)) + "</tr>"
             for row in self.rows
         )
         return f"<table><caption>{html.escape(self.title)}</caption><tr>{head}</tr>{body}</table>"
@@ -36,32 +47,22 @@ class Table:
     def __rich__(self) -> RichTable:
         table = RichTable(title=self.title)
         for c in self.columns:
-            table.add_column(
-                c, justify="left" if not self.rows or isinstance(self.rows[0].get(c), str) else "right"
-            )
-        for row in self.rows:
-            table.add_row(*(_cell(row.get(c)) for c in self.columns))
+            table.add_column(c, justify="right" if self.numeric(c) else "left")
+        for i, row in enumerate(self.rows):
+            table.add_row(*self.cells(row), end_section=i in self.sections)
         return table
 
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
-
     def to_markdown(self) -> str:
-        """A GitHub Markdown table (numbers right-aligned), without the title."""
+        """A GitHub Markdown table (number columns right-aligned), without the title."""
 
         def line(cells: Sequence[str]) -> str:
             return "| " + " | ".join(cells) + " |"
 
-        numeric = [bool(self.rows) and not isinstance(self.rows[0].get(c), str) for c in self.columns]
-        rule = ["---:" if n else "---" for n in numeric]
-        rows = [line([_cell(row.get(c)) for c in self.columns]) for row in self.rows]
-        return "\n".join([line(self.columns), line(rule), *rows])
+        rule = ["---:" if self.numeric(c) else "---" for c in self.columns]
+        return "\n".join([line(self.columns), line(rule), *(line(self.cells(row)) for row in self.rows)])
 
 
-def _cell(value) -> str:
+def _cell(value, digits: int) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.{digits}f}"
     return "" if value is None else str(value)

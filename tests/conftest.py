@@ -61,7 +61,8 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory, head: str) -> Path:
     """
     root = Path(os.environ.get("NER_TEST_RUNS") or tmp_path_factory.getbasetemp())
     out = root / f"quickstart-{head}"
-    if not (out / "metrics.json").is_file():
+    console = root / f"quickstart-{head}.log"  # what the run printed (stdout, then stderr)
+    if not (out / "metrics.json").is_file() or not console.is_file():
         command = [
             sys.executable,
             "experiments/run.py",
@@ -72,7 +73,26 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory, head: str) -> Path:
         ]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-3000:]
+        console.write_text(result.stdout + result.stderr)
     return out
+
+
+@pytest.fixture(scope="session")
+def quickstart_console(tmp_path_factory) -> str:
+    """Everything the softmax quickstart printed."""
+    out = quickstart_run(tmp_path_factory, "softmax")
+    return out.with_name(out.name + ".log").read_text()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hf_modules_cache(tmp_path_factory):
+    """Exported folders' remote code is copied into HF_MODULES_CACHE before it is imported: a temp folder,
+    set once per session (transformers imports `transformers_modules` from the first cache it sees)."""
+    from transformers import dynamic_module_utils
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path_factory.mktemp("hf_modules")))
+        yield
 
 
 @pytest.fixture(scope="session")

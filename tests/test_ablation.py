@@ -1,41 +1,35 @@
-"""The ablation grid, runner, card protocol and comparison, on constructed inputs (fast; no training).
+"""The study's sweep config, callback, run lock, card protocol and comparison, on constructed inputs (fast).
 
 The end-to-end sweep on the shipped sample is in test_ablation_e2e.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import marker
 from hydra import compose, initialize_config_dir
-from rich.console import Console
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from ner.config import register_resolvers
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
-from ner.evaluation.evaluate import best_checkpoint, epoch_checkpoints, resolve_checkpoint
+from ner.evaluation.run_folder import RunFolder
+from ner.files import run_lock
 from ner.metrics import score_sentences
-from ner.study.arms import build_study, merge_overrides
+from ner.study.arms import arms_in_use
 from ner.study.compare import compare
 from ner.study.protocol import card_protocol, kept_words
-from ner.study.runner import Runner
-from ner.study.status import (
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    PENDING,
-    RUNNING,
-    TaskState,
-    local_trainers,
-    task_state,
-)
+from ner.study.sweep import FAILED, StudySweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -44,173 +38,146 @@ LABELS = ["O"] + sorted(f"{p}-{t}" for t in TYPES for p in "BI")
 ARMS = {"softmax": {"head": "softmax"}, "softmax-viterbi": {"head": "softmax", "decode": "viterbi"}}
 
 
-def load_ablate_entry():
-    spec = importlib.util.spec_from_file_location("ablate_entry", ROOT / "experiments" / "ablate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def study_from_cli(overrides: list[str]):
-    """The study `experiments/ablate.py <overrides>` builds, from the real config."""
+def sweep_config(overrides: list[str]):
+    """The config `python experiments/run.py -m <overrides>` composes, with its `hydra` node."""
     register_resolvers()
-    entry = load_ablate_entry()
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("ablate", overrides=overrides)
-    return build_study(
-        cfg.ablation.name,
-        cfg.study_dir,
-        dict(cfg.ablation.arms),
-        list(cfg.ablation.seeds),
-        entry.run_overrides(cfg, overrides),
-        cfg.protocol,
-        list(cfg.ablation.card_arms),
-    )
+        return compose("config", overrides=overrides, return_hydra_config=True)
 
 
-# --- the grid ---------------------------------------------------------------------------------------------
+# --- the sweep ---------------------------------------------------------------------------------------------
 
 
-def test_heads_study_adopts_the_background_runs_layout_and_command():
-    study = study_from_cli(["ablation=heads", "data.dir=/work/shared/data/jnlpba"])
-    assert [t.name for t in study.tasks] == [
-        f"{h}-seed{s}" for s in (1, 2, 3) for h in ("softmax", "crf")
-    ]  # one training per head x seed: softmax-viterbi and the card protocol train nothing
-    runs = Path("outputs/ablations/heads-minilm/runs").absolute()
-    assert {t.run_dir for t in study.tasks} == {
-        runs / f"{h}-seed{s}" for h in ("softmax", "crf") for s in (1, 2, 3)
-    }
-    task = study.tasks[0]
-    lead = (  # the command the study's background job trains each run with
-        "model=minilm head=softmax seed=1 data.dir=/work/shared/data/jnlpba data.bucket=true "
-        "trainer.max_epochs=3 checkpoint_every_n_steps=100 progress_bar=false ckpt_path=last "
-        "keep_epoch_checkpoints=true "
-        f"hydra.run.dir={task.run_dir}"
-    ).split()
-    assert set(task.overrides) == {*lead, "data=jnlpba"}  # data=jnlpba is the default group anyway
-    assert task.log == runs / "softmax-seed1.log"
+def test_heads_study_is_a_head_by_seed_sweep_with_the_study_overrides():
+    cfg = sweep_config(["ablation=heads", "model=minilm", "data.dir=/data/jnlpba", "head=crf", "seed=3"])
+    assert dict(cfg.hydra.sweeper.params) == {"seed": "1,2,3", "head": "softmax,crf"}  # seed-major
+    assert cfg.hydra.sweep.dir == "outputs/ablations/heads-minilm"
+    assert cfg.hydra.sweep.subdir == "runs/crf-seed3"  # one folder per head x seed
+    assert cfg.data.bucket and cfg.trainer.max_epochs == 3 and cfg.checkpoint_every_n_steps == 100
+    assert cfg.keep_epoch_checkpoints and cfg.ckpt_path == "last" and not cfg.progress_bar
+    assert cfg.data.dir == "/data/jnlpba"  # the command line still wins
+    study = instantiate(cfg.hydra.callbacks.study)
+    assert isinstance(study, StudySweep)
+    assert [(a.name, a.head, a.decode) for a in study.arms] == [
+        ("softmax", "softmax", None),
+        ("softmax-viterbi", "softmax", "viterbi"),
+        ("crf", "crf", None),
+    ]
+    assert [a.name for a in study.card_arms] == ["softmax"] and study.resamples == 10_000
 
 
-def test_protocol_and_arms_decide_what_trains():
-    card_only = study_from_cli(["ablation=heads", "protocol=card"])
-    assert [t.name for t in card_only.tasks] == ["softmax-seed1", "softmax-seed2", "softmax-seed3"]
-    scibert = study_from_cli(
-        ["ablation=heads", "model=scibert", "ablation.seeds=[7]", 'extra=["trainer.max_epochs=6"]']
-    )
-    assert scibert.dir.name == "heads-scibert" and len(scibert.tasks) == 2
-    assert (
-        "trainer.max_epochs=6" in scibert.tasks[0].overrides
-        and "trainer.max_epochs=3" not in scibert.tasks[0].overrides
-    )
-    gpu = study_from_cli(["ablation=heads-gpu", "model=scibert"])
-    assert gpu.dir.name == "heads-scibert" and len(gpu.tasks) == 6
-    assert {"trainer.max_epochs=6", "trainer.precision=bf16-mixed", "model=scibert"} <= set(
-        gpu.tasks[0].overrides
-    )
+def test_study_settings_and_the_gpu_variant_come_from_the_command_line():
+    cfg = sweep_config(["ablation=heads", "~study.arms.crf", "study.protocol=card", "study.resamples=200"])
+    study = instantiate(cfg.hydra.callbacks.study)
+    assert study.arms == () and [a.name for a in study.card_arms] == ["softmax"] and study.resamples == 200
+    assert study.heads == {"softmax"}
+    gpu = sweep_config(["ablation=heads-gpu", "model=scibert"])
+    assert gpu.hydra.sweep.dir == "outputs/ablations/heads-scibert"
+    assert gpu.trainer.max_epochs == 6 and gpu.trainer.precision == "bf16-mixed" and gpu.data.bucket
+    assert gpu.hydra.sweeper.params.seed == "1,2,3"
     with pytest.raises(NerError, match="card_arms"):
-        build_study("x", "/tmp/x", ARMS, [1], [], card_arms=["crf"])
+        arms_in_use(ARMS, card_arms=["crf"])
     with pytest.raises(NerError, match="protocol"):
-        build_study("x", "/tmp/x", ARMS, [1], [], protocol="lenient")
+        arms_in_use(ARMS, protocol="lenient")
 
 
-def test_later_overrides_win():
-    assert merge_overrides(["a=1", "b=2"], ["++a=3", "c=4"]) == ["++a=3", "b=2", "c=4"]
+# --- the run lock and the skip of finished runs -----------------------------------------------------------
 
-
-# --- the runner, with a stand-in for experiments/run.py ---------------------------------------------------
-
-FAKE_RUN = """
-import json, sys, time
-from pathlib import Path
-args = dict(a.split("=", 1) for a in sys.argv[1:])
-out = Path(args["hydra.run.dir"])
-out.mkdir(parents=True, exist_ok=True)
-with open(out.parent / "calls.txt", "a") as f:
-    f.write(f"{time.time()} " + " ".join(sys.argv[1:]) + "\\n")
-if args.get("seed") == "2" and not (out.parent / "fixed").exists():
-    print("Traceback: something broke"); sys.exit(1)
-time.sleep(float(args.get("+sleep", "0")))
-(out / "metrics.json").write_text(json.dumps({"epochs": [{}, {}]}))
+HOLD = """import sys, time
+from ner.files import run_lock
+with run_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(600)
 """
 
 
-def fake_study(tmp_path: Path, seeds=(1, 2, 3)):
-    return build_study(
-        "t", tmp_path / "study", {"softmax": {"head": "softmax"}}, list(seeds), ["model=minilm"]
-    )
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process training `folder`: it holds the run lock until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
 
 
-def test_runner_skips_finished_runs_reports_failures_and_retries(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(FAKE_RUN)
-    study = fake_study(tmp_path)
-    done = study.tasks[2].run_dir
-    done.mkdir(parents=True)
-    (done / "metrics.json").write_text("{}")  # finished before the sweep started
-    (study.tasks[0].run_dir / "checkpoints").mkdir(parents=True)
-    (study.tasks[0].run_dir / "checkpoints" / "last.ckpt").touch()  # interrupted: resumes (ckpt_path=last)
-    assert task_state(study.tasks[0]) == TaskState(INTERRUPTED, "resumes from last.ckpt")
-    quiet = Console(file=open(tmp_path / "console.txt", "w"), width=200)  # noqa: SIM115
-    runner = Runner(study.tasks, script, poll_seconds=0.05, console=quiet)
-    states = runner.run()
-    assert [states[t.index].status for t in study.tasks] == [DONE, FAILED, DONE]
-    calls = (study.runs_dir / "calls.txt").read_text().splitlines()
-    assert len(calls) == 2 and all(
-        "ckpt_path=last" in c and "keep_epoch_checkpoints=true" in c for c in calls
-    )
-    assert "FAILED softmax-seed2" in (tmp_path / "console.txt").read_text()
-    assert "something broke" in (study.runs_dir / "softmax-seed2.failed").read_text()
-    assert task_state(study.tasks[1]).status == FAILED  # a later session sees the failure too
-
-    (study.runs_dir / "fixed").touch()  # restart: only the failed run trains again, and succeeds
-    states = Runner(study.tasks, script, poll_seconds=0.05, console=quiet).run()
-    assert all(s.status == DONE for s in states.values())
-    assert len((study.runs_dir / "calls.txt").read_text().splitlines()) == 3
-    assert not (study.runs_dir / "softmax-seed2.failed").exists()
+def run_py(*overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "experiments/run.py", "experiment=quickstart", *overrides]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_a_run_trained_by_another_process_is_seen_and_not_started(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(FAKE_RUN)
-    study = fake_study(tmp_path, seeds=(1,))
-    task = study.tasks[0]
-    assert task_state(task).status == PENDING
-    other = subprocess.Popen(
-        [sys.executable, str(script), "seed=1", "+sleep=30", f"hydra.run.dir={task.run_dir}"]
-    )
+def test_a_run_folder_that_another_process_trains_is_refused_and_freed_when_it_dies(tmp_path):
+    run = tmp_path / "run"
+    holder = hold_lock(run)
     try:
-        for _ in range(100):  # until it shows in /proc with its arguments
-            if task.run_dir.is_dir() and task.run_dir.resolve() in local_trainers():
-                break
-            time.sleep(0.05)
-        state = task_state(task, local_trainers())
-        assert state.status == RUNNING and state.pid == other.pid
+        with pytest.raises(NerError, match=f"pid {holder.pid} .* is training this run"), run_lock(run):
+            pass
+        done = run_py(f"hydra.run.dir={run}")
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "is training this run" in done.stderr and "Traceback" not in done.stderr
+        assert not (run / "checkpoints").exists()  # nothing trained
     finally:
-        other.kill()
-        other.wait()
-    assert task_state(task, local_trainers()).status == INTERRUPTED  # its folder is there: resumes next time
+        holder.send_signal(signal.SIGKILL)  # no exit handler runs: the kernel releases the lock
+        holder.wait()
+    with run_lock(run):  # free again
+        assert (run / ".lock").read_text().startswith(f"pid {os.getpid()} ")
 
 
-def test_a_sweep_running_elsewhere_is_waited_for_then_taken_over(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(FAKE_RUN)
-    study = fake_study(tmp_path, seeds=(1, 3))
-    first = study.tasks[0]
-    other = subprocess.Popen(
-        [sys.executable, str(script), "seed=1", "+sleep=1.5", f"hydra.run.dir={first.run_dir}"]
+def test_resuming_a_finished_run_skips_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"dev": {"micro": {"f1": 0.25}}}))
+    done = run_py("ckpt_path=last", f"hydra.run.dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{run}: finished already (metrics.json), skipped" in done.stdout
+    assert not (run / "checkpoints").exists() and not (run / "config.yaml").exists()
+
+
+# --- the callback, on hand-made run folders -----------------------------------------------------------------
+
+
+def job_config(run: Path, sweep: Path | None = None):
+    return OmegaConf.create(
+        {
+            "hydra": {
+                "mode": RunMode.MULTIRUN,
+                "runtime": {"output_dir": str(run)},
+                "sweep": {"dir": str(sweep)},
+            }
+        }
     )
-    try:
-        while not (first.run_dir.is_dir() and first.run_dir.resolve() in local_trainers()):
-            time.sleep(0.05)
-        quiet = Console(file=open(tmp_path / "console.txt", "w"), width=200)  # noqa: SIM115
-        states = Runner(study.tasks, script, poll_seconds=0.05, console=quiet, takeover_seconds=0.5).run()
-    finally:
-        other.wait()
-    assert all(s.status == DONE for s in states.values())
-    calls = [line.split() for line in (study.runs_dir / "calls.txt").read_text().splitlines()]
-    assert ["seed=1" in c for c in calls] == [True, False]  # seed 1 trained once, by the other process
-    finished = (first.run_dir / "metrics.json").stat().st_mtime
-    assert float(calls[1][0]) >= finished + 0.5  # nothing started while the other sweep was at work
+
+
+def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    run = tmp_path / "runs" / "crf-seed1"
+    run.mkdir(parents=True)
+    failed = JobReturn()
+    failed.status, failed.return_value = JobStatus.FAILED, NerError("corpus.iob2, line 3: bad tag")
+    StudySweep(ARMS).on_job_end(job_config(run), failed)
+    assert failed.status == JobStatus.COMPLETED and failed.return_value is None  # Hydra's sweep goes on
+    assert (run / FAILED).read_text() == "corpus.iob2, line 3: bad tag\n"
+    crashed = JobReturn()
+    crashed.status, crashed.return_value = JobStatus.FAILED, ZeroDivisionError("division by zero")
+    StudySweep(ARMS).on_job_end(job_config(run), crashed)
+    assert (run / FAILED).read_text().startswith("ZeroDivisionError: division by zero\n")  # + traceback
+
+
+def test_the_sweep_end_compares_the_finished_runs_and_reports_the_others(tmp_path, capsys):
+    right = (["B-protein", "I-protein", "O"], ["B-protein", "I-protein", "O"])
+    for seed in (1, 2):
+        (fake_run(tmp_path / "runs" / f"softmax-seed{seed}", "softmax", seed, [[right]]) / ".hydra").mkdir()
+    broken = tmp_path / "runs" / "softmax-seed3"
+    (broken / ".hydra").mkdir(parents=True)
+    (broken / FAILED).write_text("RuntimeError: out of memory\n...")
+    study = StudySweep({"softmax": {"head": "softmax"}}, protocol="honest", resamples=50)
+    with pytest.raises(SystemExit) as exit_code:  # a run is missing: the comparison is partial
+        study.on_multirun_end(job_config(tmp_path, tmp_path))
+    assert exit_code.value.code == 1
+    printed = capsys.readouterr()
+    assert "not finished, left out: softmax-seed3 (RuntimeError: out of memory)" in printed.err
+    comparison = json.loads((tmp_path / "comparison" / "comparison.json").read_text())
+    assert comparison["arms"]["softmax"]["seeds"] == [1, 2] and "Arms (honest protocol)" in printed.out
+    (broken / "metrics.json").write_text("{")  # unreadable: a message, never a traceback
+    with pytest.raises(SystemExit):
+        study.on_multirun_end(job_config(tmp_path, tmp_path))
+    assert "the comparison failed" in capsys.readouterr().err
 
 
 # --- the model card protocol ------------------------------------------------------------------------------
@@ -278,9 +245,7 @@ def fake_run(folder: Path, head: str, seed: int, docs: list[list[tuple[list[str]
             pred.append(p)
     (folder / "predictions").mkdir(parents=True)
     (folder / "predictions" / "test.iob2").write_text("\n".join(lines) + "\n")
-    (folder / "config.yaml").write_text(
-        f"head:\n  name: {head}\n" + ("  decode: argmax\n" if head == "softmax" else "")
-    )
+    (folder / "config.yaml").write_text(f"head:\n  name: {head}\n")
     scores = score_sentences(gold, pred, TYPES)
     metrics = {
         "protocol": {"selection": "dev F1 (val/f1, max)", "dev_is_test": False},
@@ -288,7 +253,7 @@ def fake_run(folder: Path, head: str, seed: int, docs: list[list[tuple[list[str]
         "test": scores,
         "best_epoch": 0,
         "seed": seed,
-        "model": {"head": head, "labels": LABELS},
+        "model": {"head": head, "labels": LABELS, "decode": "argmax" if head == "softmax" else head},
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
@@ -326,7 +291,7 @@ def test_compare_aggregates_seeds_and_pairs_arms_by_hand(tmp_path):
 
 
 def test_compare_refuses_unfinished_runs_and_duplicate_seeds(tmp_path):
-    with pytest.raises(NerError, match="not a finished run"):
+    with pytest.raises(NerError, match="has not finished"):
         compare([tmp_path])
     one = (["B-DNA"], ["B-DNA"])
     runs = [fake_run(tmp_path / f"r{k}", "crf", 1, [[one]]) for k in range(2)]
@@ -339,9 +304,10 @@ def test_checkpoints_of_a_run_are_found_by_name(tmp_path):
     folder.mkdir()
     for name in ("epoch0.ckpt", "epoch10.ckpt", "epoch2.ckpt", "best-epoch2.ckpt", "last.ckpt"):
         (folder / name).touch()
-    assert list(epoch_checkpoints(tmp_path)) == [0, 2, 10]
-    assert best_checkpoint(tmp_path) == (2, folder / "best-epoch2.ckpt")
-    assert resolve_checkpoint(tmp_path, "epoch10") == folder / "epoch10.ckpt"
-    assert resolve_checkpoint(tmp_path, "best") == folder / "best-epoch2.ckpt"
+    run = RunFolder(tmp_path)
+    assert list(run.epoch_checkpoints()) == [0, 2, 10]
+    assert run.best_checkpoint() == (2, folder / "best-epoch2.ckpt")
+    assert run.checkpoint("epoch10") == folder / "epoch10.ckpt"
+    assert run.checkpoint("best") == folder / "best-epoch2.ckpt"
     with pytest.raises(NerError, match="epoch3.ckpt: checkpoint not found"):
-        resolve_checkpoint(tmp_path, "epoch3")
+        run.checkpoint("epoch3")

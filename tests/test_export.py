@@ -8,16 +8,19 @@ GENIA words are each one such piece; the CRF pipeline also takes pre-split words
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from test_predictor import best_checkpoint
-from transformers import AutoModelForTokenClassification, dynamic_module_utils, pipeline
+from transformers import AutoModelForTokenClassification, pipeline
 
 from ner.data.reader import read_iob2
-from ner.heads import CRFHead, SoftmaxHead
-from ner.inference.export import decoder_of, export, main
+from ner.heads import CRFHead, SoftmaxHead, viterbi
+from ner.inference.export import export, main
 from ner.inference.hf.configuration_ner_tagger import NerTaggerConfig
 from ner.inference.hf.modeling_ner_tagger import NerTaggerForTokenClassification
 from ner.inference.predictor import Predictor, load_checkpoint
@@ -31,14 +34,6 @@ LABELS = ["O", "B-DNA", "B-protein", "I-DNA", "I-protein"]
 @pytest.fixture(scope="module")
 def softmax_predictor(softmax_run) -> Predictor:
     return Predictor.from_checkpoint(best_checkpoint(softmax_run), device="cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def modules_cache(tmp_path_factory):
-    """Remote code is copied into HF_MODULES_CACHE before it is imported: keep that in a temp folder."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path_factory.mktemp("hf_modules")))
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +159,7 @@ def test_constrained_softmax_exports_its_decoder(softmax_run, tmp_path):
     path = tmp_path / "viterbi.ckpt"
     torch.save(checkpoint, path)
     predictor = Predictor.from_checkpoint(path, device="cpu")
-    assert decoder_of(predictor.model) == "softmax_viterbi"
+    assert predictor.model.head.export_decoder().kind == "softmax_viterbi"
     out = export(path, tmp_path / "viterbi-export")
     ner = pipeline("ner", model=str(out), tokenizer=str(out), trust_remote_code=True, device="cpu")
     sentences = [list(s.tokens) for s in SAMPLE[:12]]
@@ -175,7 +170,7 @@ def test_constrained_softmax_exports_its_decoder(softmax_run, tmp_path):
 
 @pytest.mark.parametrize("decoder", ["crf", "softmax_viterbi"])
 def test_exported_decoding_equals_the_heads(decoder):
-    """The shipped decoder is a second implementation: check it against the project's heads."""
+    """The shipped model decodes with what `Head.export_decoder` gives it exactly as the head does."""
     torch.manual_seed(0)
     encoder = {
         "model_type": "bert",
@@ -185,20 +180,22 @@ def test_exported_decoding_equals_the_heads(decoder):
         "intermediate_size": 16,
         "vocab_size": 30,
     }
-    config = NerTaggerConfig(encoder=encoder, decoder=decoder, id2label=dict(enumerate(LABELS)))
-    hf = NerTaggerForTokenClassification(config)
     if decoder == "crf":
         head = CRFHead(LABELS)
         with torch.no_grad():
             for p in head.parameters():
                 p.uniform_(-2, 2)
-        values = (head.crf.start_transitions, head.crf.end_transitions, head.crf.transitions)
     else:
         head = SoftmaxHead(LABELS, decode="viterbi")
-        values = (head.start_log_allowed, head.end_log_allowed, head.transitions_log_allowed)
+    exported = head.export_decoder()
+    assert exported.kind == decoder
+    config = NerTaggerConfig(encoder=encoder, decoder=exported.kind, id2label=dict(enumerate(LABELS)))
+    hf = NerTaggerForTokenClassification(config)
     with torch.no_grad():
         for target, value in zip(
-            (hf.start_transitions, hf.end_transitions, hf.transitions), values, strict=True
+            (hf.start_transitions, hf.end_transitions, hf.transitions),
+            (exported.start, exported.end, exported.transitions),
+            strict=True,
         ):
             target.copy_(value)
     emissions = torch.randn(6, 9, len(LABELS)) * 3
@@ -213,9 +210,26 @@ def test_exported_decoding_equals_the_heads(decoder):
     )
 
 
-def test_decoder_of_each_head(softmax_run, crf_run):
-    assert decoder_of(load_checkpoint(best_checkpoint(softmax_run))[0]) is None
-    assert decoder_of(load_checkpoint(best_checkpoint(crf_run))[0]) == "crf"
+def test_export_ships_the_heads_own_decoding_code(crf_export):
+    """The folder's decoder is the heads' viterbi.py itself, and the folder works without the ner package."""
+    assert (crf_export / "viterbi.py").read_bytes() == Path(viterbi.__file__).read_bytes()
+    assert "from .viterbi import" in (crf_export / "modeling_ner_tagger.py").read_text()
+    script = (
+        "import sys; sys.modules['ner'] = None  # any import of the ner package now fails\n"
+        "import torch; from transformers import AutoModelForTokenClassification as Auto\n"
+        f"model = Auto.from_pretrained({str(crf_export)!r}, trust_remote_code=True)\n"
+        "paths, scores = model.decode(torch.randn(1, 5, model.config.num_labels))\n"
+        "assert type(model).__module__.endswith('modeling_ner_tagger') and len(paths[0]) == 5\n"
+        "assert any(m.startswith('transformers_modules') and m.endswith('.viterbi') for m in sys.modules)\n"
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(crf_export.parent / "modules")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_each_head_exports_its_decoder(softmax_run, crf_run):
+    assert load_checkpoint(best_checkpoint(softmax_run))[0].head.export_decoder() is None
+    assert load_checkpoint(best_checkpoint(crf_run))[0].head.export_decoder().kind == "crf"
 
 
 def test_cli_refuses_a_non_empty_folder_and_a_missing_checkpoint(tmp_path, capsys, softmax_run):

@@ -12,8 +12,11 @@ import torch
 import torch.nn.functional as F
 from torchcrf import CRF
 
-from ner.heads import DISALLOWED, CRFHead, SoftmaxHead, bio_constraints, build_head, viterbi_decode
-from ner.tags import build_labels
+from ner.data.windows import collate, encode_sentence
+from ner.heads import HEADS, CRFHead, Head, SoftmaxHead, build_head
+from ner.heads.viterbi import DISALLOWED, viterbi_decode
+from ner.model import NerTagger
+from ner.tags import bio_constraints, build_labels
 
 LABELS = build_labels(["DNA", "protein"])  # ['O', 'B-DNA', 'B-protein', 'I-DNA', 'I-protein']
 NUM = len(LABELS)
@@ -238,6 +241,73 @@ def test_softmax_viterbi_is_best_valid_path_of_log_probs():
     zeros = torch.zeros(NUM, NUM), torch.zeros(NUM), torch.zeros(NUM)
     expected = brute_best(emissions.log_softmax(dim=-1), mask, *zeros, valid_only=True)
     assert head.decode(emissions, mask) == expected
+
+
+def test_decode_modes_and_exported_decoders():
+    torch.manual_seed(11)
+    mask = make_mask(LENGTHS)
+    emissions = torch.randn(len(LENGTHS), 4, NUM) * 3
+    argmax, viterbi = SoftmaxHead(LABELS), SoftmaxHead(LABELS, decode="viterbi")
+    assert (argmax.decode_modes, viterbi.decode_modes) == (("argmax", "viterbi"), ("viterbi", "argmax"))
+    # either mode on request, whatever the head was configured with
+    assert argmax.decode(emissions, mask, "viterbi") == viterbi.decode(emissions, mask)
+    assert viterbi.decode(emissions, mask, "argmax") == argmax.decode(emissions, mask)
+    assert argmax.export_decoder() is None and argmax.export_decoder("viterbi").kind == "softmax_viterbi"
+    crf = random_crf_head(12)
+    assert crf.decode_modes == ("crf",)
+    with pytest.raises(ValueError, match="crf"):
+        crf.decode(emissions, mask, "argmax")
+    exported = crf.export_decoder()
+    # the exported scores are the constrained ones: Viterbi with them is the head's own decode
+    assert exported.kind == "crf" and not exported.transitions.requires_grad
+    decoded = viterbi_decode(emissions, mask, exported.transitions, exported.start, exported.end)
+    assert decoded == crf.decode(emissions, mask)
+    for head in (argmax, viterbi, crf):  # what every caller relies on, checked at run time
+        assert isinstance(head, Head) and set(head.decode_modes) <= {"argmax", "viterbi", "crf"}
+    assert set(HEADS) == {"softmax", "crf"}
+
+
+class WindowedEmissions:
+    """Stands in for `NerTagger` in `NerTagger.sentence_emissions`: its forward gives fixed emissions."""
+
+    def __init__(self, emissions: torch.Tensor) -> None:
+        self.emissions = emissions
+
+    def _emissions(self, batch: dict) -> torch.Tensor:
+        return self.emissions
+
+
+@pytest.mark.parametrize("head_name,options", [("crf", {}), ("softmax", {"decode": "viterbi"})])
+def test_window_seams_never_give_invalid_bio(head_name, options):
+    """A long sentence in several windows, with emissions that make every seam tempt an invalid join:
+    the window owning the word before the seam says `O` there, the next window says `B-DNA I-DNA` across
+    it. Each window's best path is valid on its own; cut at the seam and joined, they read `O I-DNA`."""
+    head = build_head(head_name, LABELS, **options)
+    o, b_dna, i_dna = LABELS.index("O"), LABELS.index("B-DNA"), LABELS.index("I-DNA")
+    generator = torch.Generator().manual_seed(13)
+    for trial in range(10):
+        n_words = 30 + trial
+        sentence = encode_sentence(0, [[7]] * n_words, [0] * n_words, ([1], [2]), max_length=10)
+        batch = collate([(sentence, True)], pad_id=0)
+        windows = sentence.windows
+        assert len(windows) >= 5
+        emissions = torch.randn(len(windows), batch["word_mask"].size(1), NUM, generator=generator)
+        for a, b in itertools.pairwise(windows):
+            seam = a.start + max(i for i, owned in enumerate(a.owned) if owned)  # last word `a` owns
+            assert b.owned[seam + 1 - b.start] and seam >= b.start  # `b` owns the next one, and sees both
+            emissions[windows.index(a), seam - a.start, o] = 50.0
+            emissions[windows.index(b), seam - b.start, b_dna] = 50.0
+            emissions[windows.index(b), seam + 1 - b.start, i_dna] = 50.0
+        # the construction is adversarial: decoding window by window and joining the owned words fails
+        joined = []
+        for window, path in zip(windows, head.decode(emissions, batch["word_mask"]), strict=True):
+            joined += [label for label, owned in zip(path, window.owned, strict=True) if owned]
+        assert len(joined) == n_words and not is_valid(joined)
+        # the model's path: emissions merged into the sentence first, then one decode over all its words
+        merged, mask = NerTagger.sentence_emissions(WindowedEmissions(emissions), batch)
+        (path,) = head.decode(merged, mask)
+        assert len(path) == n_words and is_valid(path)
+        assert path != [o] * n_words  # not vacuous: the strong labels are kept where they can be
 
 
 def test_build_head_and_bad_options():

@@ -97,6 +97,27 @@ def test_batching_and_windowing_keep_every_word(softmax_predictor, softmax_run):
             Predictor(softmax_predictor.model, softmax_predictor.tokenizer, **options)
 
 
+@pytest.mark.slow
+def test_windows_default_to_the_training_ones(softmax_run, softmax_predictor, tmp_path):
+    """A model trained with `data.max_length=16` is applied with 16-subword windows unless told otherwise."""
+    checkpoint = torch.load(best_checkpoint(softmax_run), map_location="cpu", weights_only=True)
+    assert (checkpoint["hyper_parameters"]["max_length"], checkpoint["hyper_parameters"]["stride"]) == (
+        128,
+        None,
+    )
+    checkpoint["hyper_parameters"].update(max_length=16, stride=4)
+    path = tmp_path / "narrow.ckpt"
+    torch.save(checkpoint, path)
+    narrow = Predictor.from_checkpoint(path, device="cpu")
+    assert (narrow.max_length, narrow.stride) == (16, 4)
+    sentences = [list(s.tokens) for s in read_iob2(ROOT / "ner" / "data" / "sample" / "test.iob2").sentences]
+    explicit = Predictor(softmax_predictor.model, softmax_predictor.tokenizer, max_length=16, stride=4)
+    assert [t.scores for t in narrow.tag(sentences)] == [t.scores for t in explicit.tag(sentences)]
+    assert [t.scores for t in narrow.tag(sentences)] != [t.scores for t in softmax_predictor.tag(sentences)]
+    wide = Predictor.from_checkpoint(path, device="cpu", max_length=128, stride=64)  # explicit wins
+    assert (wide.max_length, wide.stride) == (128, 64)
+
+
 def test_entities_are_read_as_the_official_scorer_reads_tags():
     tokens = tokenize("IL-2 gene in T cells and CD28 here")
     tags = ("B-DNA", "I-RNA", "O", "I-cell_type", "I-cell_type", "O", "B-protein", "O")

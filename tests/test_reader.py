@@ -1,4 +1,5 @@
-"""The IOB2 / CoNLL reader: formats it accepts and the errors it gives (file and line named)."""
+"""The CoNLL-style reader: formats it accepts and the errors it gives (file and line named); tagging schemes
+are tested in test_schemes.py."""
 
 from __future__ import annotations
 
@@ -66,8 +67,9 @@ def test_types_auto_infers_sorted(write):
     ("lines", "line", "fragment"),
     [
         (["ok\tO", "lonely", ""], 2, "expected a token and a tag"),
-        (["ok\tO", "x\tE-protein", ""], 2, "is not 'O'"),
-        (["x\tB-"], 1, "is not 'O'"),
+        (["ok\tO", "x\tE-protein", ""], 2, "'E-protein' is not valid IOB2 (expected O or B-<type>/I-<type>)"),
+        (["x\tB-"], 1, "'B-' has an empty entity type"),
+        (["x\tO", "y\tI-DNA", ""], 2, "I-DNA after O is not valid IOB2; the file looks like IOB1"),
         (["ok\tO", "", "x\tB-gene"], 3, "'gene' is not declared"),
     ],
 )

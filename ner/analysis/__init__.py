@@ -8,7 +8,6 @@ from ner.analysis.entities import (
     Outcome,
     Run,
     Span,
-    Table,
     boundary_table,
     classify_entities,
     classify_sentence,
@@ -30,6 +29,7 @@ from ner.analysis.entities import (
     training_sentences,
     type_confusion,
 )
+from ner.tables import Table
 
 __all__ = [
     "Outcome",

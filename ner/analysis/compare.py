@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rich.console import Group
 from rich.text import Text
 
-from ner.analysis.entities import Outcome, Run, Span, Table, classify_sentence, entities
+from ner.analysis.entities import Outcome, Run, Span, classify_sentence, entities
+from ner.tables import Table
 
 HTML_COLORS = {
     "protein": "#fde68a",
@@ -37,47 +38,48 @@ class Example:
     focus: Span | None = None
 
 
-def highlight_html(tokens: Sequence[str], spans: Iterable[Span], focus: Span | None = None) -> str:
-    """The sentence as HTML, each span a `<mark>` coloured by type with its type in small letters."""
+def _segments(tokens: Sequence[str], spans: Iterable[Span]) -> Iterator[tuple[str, Span | None]]:
+    """The sentence in order as `(words, span)` pieces: one entity span each, or a plain word (None)."""
     starts = {s.start: s for s in spans}
-    out, i = [], 0
+    i = 0
     while i < len(tokens):
         span = starts.get(i)
+        yield (tokens[i], None) if span is None else (" ".join(tokens[span.start : span.end]), span)
+        i = i + 1 if span is None else span.end
+
+
+def _is_focus(span: Span, focus: Span | None) -> bool:
+    return focus is not None and (focus.start, focus.end) == (span.start, span.end)
+
+
+def highlight_html(tokens: Sequence[str], spans: Iterable[Span], focus: Span | None = None) -> str:
+    """The sentence as HTML, each span a `<mark>` coloured by type with its type in small letters."""
+    out = []
+    for words, span in _segments(tokens, spans):
         if span is None:
-            out.append(html.escape(tokens[i]))
-            i += 1
+            out.append(html.escape(words))
             continue
-        words = html.escape(" ".join(tokens[span.start : span.end]))
-        border = (
-            "outline:2px solid #111;" if focus and (focus.start, focus.end) == (span.start, span.end) else ""
-        )
-        color = HTML_COLORS.get(span.type, "#e5e7eb")
+        border = "outline:2px solid #111;" if _is_focus(span, focus) else ""
         out.append(
-            f'<mark style="background:{color};{border}padding:0 2px">{words}'
-            f'<sub style="font-size:70%"> {html.escape(span.type)}</sub></mark>'
+            f'<mark style="background:{HTML_COLORS.get(span.type, "#e5e7eb")};{border}padding:0 2px">'
+            f'{html.escape(words)}<sub style="font-size:70%"> {html.escape(span.type)}</sub></mark>'
         )
-        i = span.end
     return " ".join(out)
 
 
 def highlight_rich(tokens: Sequence[str], spans: Iterable[Span], focus: Span | None = None) -> Text:
     """The sentence as rich text, each span coloured by type and followed by `[type]`."""
-    starts = {s.start: s for s in spans}
-    text, i = Text(), 0
-    while i < len(tokens):
-        if i:
-            text.append(" ")
-        span = starts.get(i)
+    text = Text()
+    for k, (words, span) in enumerate(_segments(tokens, spans)):
+        text.append(" " if k else "")
         if span is None:
-            text.append(tokens[i])
-            i += 1
+            text.append(words)
             continue
-        style = f"bold {RICH_COLORS.get(span.type, 'cyan')}"
-        if focus and (focus.start, focus.end) == (span.start, span.end):
-            style += " underline"
-        text.append(" ".join(tokens[span.start : span.end]), style=style)
+        style = f"bold {RICH_COLORS.get(span.type, 'cyan')}" + (
+            " underline" if _is_focus(span, focus) else ""
+        )
+        text.append(words, style=style)
         text.append(f"[{span.type}]", style="dim")
-        i = span.end
     return text
 
 
@@ -168,13 +170,13 @@ def comparison_table(a: Run, b: Run, differences: Sequence[Difference]) -> Table
         rows.append(
             {
                 "type": entity_type,
-                f"right only in {a.name}": len(only_a),
-                f"{b.name} instead": _summary(d.b for d in only_a),
-                f"right only in {b.name}": len(only_b),
-                f"{a.name} instead": _summary(d.a for d in only_b),
+                f"right only in {a.label}": len(only_a),
+                f"{b.label} instead": _summary(d.b for d in only_a),
+                f"right only in {b.label}": len(only_b),
+                f"{a.label} instead": _summary(d.a for d in only_b),
             }
         )
-    return Table(f"{a.name} vs {b.name}: gold entities exactly one run gets right", rows)
+    return Table(f"{a.label} vs {b.label}: gold entities exactly one run gets right", rows)
 
 
 def _summary(categories: Iterable[str]) -> str:
@@ -185,17 +187,17 @@ def difference_examples(a: Run, b: Run, differences: Sequence[Difference], limit
     """Sentences of the first `limit` differences, with gold, A's and B's entities."""
     examples = Examples()
     for d in differences[:limit]:
-        winner = a.name if d.a == "correct" else b.name
+        winner = a.label if d.a == "correct" else b.label
         sentence = a.sentences[d.sentence]
-        outcomes = f"{a.name}: {d.a}, {b.name}: {d.b}"
+        outcomes = f"{a.label}: {d.a}, {b.label}: {d.b}"
         examples.append(
             Example(
                 f"sentence {d.sentence + 1}: {d.entity.type} right only in {winner} ({outcomes})",
                 sentence.tokens,
                 {
                     "gold": entities(sentence.tags),
-                    a.name: entities(sentence.predicted),
-                    b.name: entities(b.sentences[d.sentence].predicted),
+                    a.label: entities(sentence.predicted),
+                    b.label: entities(b.sentences[d.sentence].predicted),
                 },
                 d.entity,
             )

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from ner.analysis.entities import Table, entities, subword_counts
+from ner.analysis.entities import entities, subword_counts
 from ner.data.reader import Sentence, read_iob2
 from ner.errors import NerError
+from ner.tables import Table
 
 # The model card's "number of examples for each class" (train, test); its test I-cell_line reads
 # "9,89", taken as 989.

@@ -1,7 +1,7 @@
 """Error analysis of a finished run: why entities are missed, cut wrong or typed wrong.
 
 Everything starts from a run folder's outputs (`metrics.json`, `predictions/test.iob2`, `config.yaml`)
-and reads entities the way the official JNLPBA scorer does (`ner.metrics.entity_chunks`: entities are
+and reads entities the way the official JNLPBA scorer does (`ner.tags.entity_chunks`: entities are
 chunks begun by `B-`; an `I-` continues any open chunk), so the counts here add up to the scores in
 `metrics.json`. Every gold and every predicted entity gets one outcome:
 
@@ -12,30 +12,28 @@ chunks begun by `B-`; an `I-` continues any open chunk), so the counts here add 
   `right` (start right, end differs) or `both`;
 - `missed` (a gold entity no prediction overlaps) and `spurious` (a prediction no gold entity overlaps).
 
-Results come back as `Table`s, which show themselves in Jupyter (HTML) and in the terminal (rich).
+Results come back as `ner.tables.Table`s, which show themselves in Jupyter (HTML) and in the terminal (rich).
 Comparing runs and drawing are in `ner.analysis.compare`; corpus statistics in `ner.analysis.corpus`.
 """
 
 from __future__ import annotations
 
-import json
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerBase
 
-from ner.data.reader import Sentence, read_iob2
-from ner.data.splits import make_split
+from ner.data.reader import Sentence
 from ner.data.windows import word_pieces
 from ner.encoders import load_tokenizer, resolve_encoder
-from ner.errors import NerError
+from ner.evaluation.run_folder import RunFolder
 from ner.metrics import prf
 from ner.tables import Table
-from ner.tags import entity_chunks, split_tag
+from ner.tags import entity_chunks, repair_bio
 
 OUTCOMES = ("correct", "wrong_type", "boundary", "boundary_wrong_type", "missed", "spurious")
 SIDES = ("left", "right", "both")
@@ -44,62 +42,43 @@ SIDES = ("left", "right", "both")
 # ---------------------------------------------------------------------------------------------- runs
 
 
-@dataclass
-class Run:
-    """A finished run: its folder, `metrics.json`, `config.yaml` and one split's predicted sentences."""
+@dataclass(frozen=True)
+class Run(RunFolder):
+    """A run folder with one split's predicted sentences (each with `.predicted`)."""
 
-    path: Path
-    metrics: dict
-    config: dict
-    sentences: list[Sentence]  # each with `.predicted`
+    sentences: list[Sentence] = field(default_factory=list)
     split: str = "test"
 
     @property
-    def name(self) -> str:
-        return f"{self.path.name} ({self.config.get('head', {}).get('name', '?')})"
+    def label(self) -> str:
+        """How tables and plots name the run: its folder and head."""
+        return f"{self.name} ({self.head})"
 
 
 def load_run(path: str | Path, split: str = "test") -> Run:
-    """Read a run folder written by `ner.train` (`split`: `test` or `dev` predictions)."""
-    path = Path(path)
-    metrics_path, predictions = path / "metrics.json", path / "predictions" / f"{split}.iob2"
-    if not metrics_path.is_file():
-        raise NerError(f"{path}: no metrics.json, not a finished run folder")
-    if not predictions.is_file():
-        raise NerError(f"{path}: no predictions/{split}.iob2")
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    config_path = path / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(config_path)) if config_path.is_file() else {}
-    return Run(path, metrics, config, read_iob2(predictions, with_predictions=True).sentences, split)
+    """A finished run (`metrics.json` present) with its `split` predictions (`test` or `dev`)."""
+    folder = RunFolder(path)
+    folder.metrics  # noqa: B018 - a NerError unless the run finished
+    return Run(folder.path, folder.predictions(split), split)
 
 
-def training_sentences(run: Run) -> list[Sentence]:
-    """The sentences the run trained on: its training file minus its dev split, rebuilt from `config.yaml`."""
-    data = run.config.get("data")
-    if not data:
-        raise NerError(f"{run.path}: config.yaml has no data section; cannot find the training file")
-    folder = Path(data["dir"])
-    types = None if data.get("types") == "auto" else data.get("types")
-    train, test = read_iob2(folder / "train.iob2", types), read_iob2(folder / "test.iob2", types)
-    dev, fraction, seed = data.get("dev", "auto"), data.get("dev_fraction", 0.1), run.config.get("seed", 0)
-    split = make_split(train, test, dev, folder, fraction, seed, lambda p: read_iob2(p, types))
-    return split.train
+def training_sentences(run: RunFolder) -> list[Sentence]:
+    """The sentences the run trained on (its training file minus its dev split), as its data module reads."""
+    return run.datamodule().sentences["train"]
 
 
-def run_tokenizer(run: Run) -> PreTrainedTokenizerBase:
-    """The run's tokenizer: from its last checkpoint when that carries one (offline), else its encoder."""
-    checkpoint = run.path / "checkpoints" / "last.ckpt"
+def run_tokenizer(run: RunFolder) -> PreTrainedTokenizerBase:
+    """The run's tokenizer: the one saved in its last checkpoint (offline), else its encoder's."""
+    checkpoint = run.checkpoints_dir / "last.ckpt"
     if checkpoint.is_file():
         files = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get(
             "tokenizer_files"
         )
         if files:
-            from ner.inference.predictor import (
-                tokenizer_from_files,  # here: it imports Lightning, needed nowhere else
-            )
+            from ner.inference.predictor import tokenizer_from_files  # here: it imports Lightning
 
             return tokenizer_from_files(files)
-    return load_tokenizer(resolve_encoder(run.config["model"]["encoder"]))
+    return load_tokenizer(resolve_encoder(run.config.model.encoder))
 
 
 # ------------------------------------------------------------------------------------------ entities
@@ -173,22 +152,25 @@ def _predicted(sentence: Sentence) -> tuple[str, ...]:
     return sentence.predicted
 
 
+def _totals(counts: Counter) -> dict[str, int]:
+    """Entities per side (`gold`, `pred`) of `(side, category)` counts."""
+    return {side: sum(counts[(side, category)] for category in OUTCOMES) for side in ("gold", "pred")}
+
+
 def outcome_table(outcomes: Iterable[Outcome]) -> Table:
     """How many gold entities (recall side) and predicted entities (precision side) get each outcome."""
     counts = Counter((o.side, o.category) for o in outcomes)
-    totals = {side: sum(n for (s, _), n in counts.items() if s == side) for side in ("gold", "pred")}
-    rows = []
-    for category in OUTCOMES:
-        gold, pred = counts[("gold", category)], counts[("pred", category)]
-        rows.append(
-            {
-                "outcome": category,
-                "gold": gold,
-                "share of gold": gold / totals["gold"] if totals["gold"] else 0.0,
-                "predicted": pred,
-                "share of predicted": pred / totals["pred"] if totals["pred"] else 0.0,
-            }
-        )
+    totals = _totals(counts)
+    rows = [
+        {
+            "outcome": category,
+            "gold": counts[("gold", category)],
+            "share of gold": counts[("gold", category)] / max(totals["gold"], 1),
+            "predicted": counts[("pred", category)],
+            "share of predicted": counts[("pred", category)] / max(totals["pred"], 1),
+        }
+        for category in OUTCOMES
+    ]
     rows.append({"outcome": "total", "gold": totals["gold"], "predicted": totals["pred"]})
     return Table("Outcome of every entity", rows)
 
@@ -240,7 +222,9 @@ def type_confusion(sentences: Sequence[Sentence]) -> Table:
 # ------------------------------------------------------------------------------------------ buckets
 
 
-def f1_by(sentences: Sequence[Sentence], key: Callable[[int, Span], str], title: str, order=None) -> Table:
+def f1_by(
+    sentences: Sequence[Sentence], key: Callable[[int, Span], str], title: str, order: Sequence[str]
+) -> Table:
     """Official precision / recall / F1 per bucket; `key(sentence_index, entity)` names an entity's bucket.
 
     Gold entities count towards recall and predictions towards precision in their own bucket; a correct
@@ -255,22 +239,12 @@ def f1_by(sentences: Sequence[Sentence], key: Callable[[int, Span], str], title:
             else:
                 n_pred[bucket] += 1
                 tp[bucket] += outcome.category == "correct"
-    buckets = list(order) if order else sorted(set(n_gold) | set(n_pred))
-    rows = [{"bucket": b, **prf(tp[b], n_pred[b], n_gold[b])} for b in buckets if n_gold[b] or n_pred[b]]
+    rows = [{"bucket": b, **prf(tp[b], n_pred[b], n_gold[b])} for b in order if n_gold[b] or n_pred[b]]
     return Table(title, rows)
 
 
-def _bucket(value: float, edges: Sequence[float]) -> str:
-    """`edges=(10, 20)` -> "<=10", "11-20", ">20" for integers."""
-    low = None
-    for edge in edges:
-        if value <= edge:
-            return f"<={edge}" if low is None else f"{low + 1}-{edge}"
-        low = edge
-    return f">{edges[-1]}"
-
-
 def _labels(edges: Sequence[int]) -> list[str]:
+    """`edges=(10, 20)` -> `["<=10", "11-20", ">20"]`, the buckets of integers."""
     return [
         f"<={edges[0]}",
         *(f"{a + 1}-{b}" for a, b in zip(edges, edges[1:], strict=False)),
@@ -282,11 +256,12 @@ def f1_by_sentence_length(
     sentences: Sequence[Sentence], edges: Sequence[int] = (10, 20, 30, 40, 60)
 ) -> Table:
     """F1 by sentence length in words."""
+    labels = _labels(edges)
 
     def key(i: int, span: Span) -> str:
-        return _bucket(len(sentences[i]), edges)
+        return labels[bisect.bisect_left(edges, len(sentences[i]))]
 
-    return f1_by(sentences, key, "F1 by sentence length (words)", _labels(edges))
+    return f1_by(sentences, key, "F1 by sentence length (words)", labels)
 
 
 def f1_by_entity_length(sentences: Sequence[Sentence], longest: int = 5) -> Table:
@@ -348,24 +323,18 @@ class Transition:
 
     @property
     def pattern(self) -> str:
-        if self.previous is None:
-            return "start -> I-X"
-        if self.previous == "O":
-            return "O -> I-X"
-        return f"{split_tag(self.previous)[0]}-X -> I-Y"
+        if self.previous in (None, "O"):
+            return f"{self.previous or 'start'} -> I-X"
+        return f"{self.previous[0]}-X -> I-Y"  # B-X or I-X before I-Y
 
 
 def invalid_transitions(sentences: Sequence[Sentence]) -> list[Transition]:
-    """Every predicted `I-X` not preceded by `B-X` or `I-X`."""
-    found = []
-    for i, sentence in enumerate(sentences):
-        previous = None
-        for position, tag in enumerate(_predicted(sentence)):
-            prefix, entity_type = split_tag(tag)
-            if prefix == "I" and (previous is None or split_tag(previous)[1] != entity_type):
-                found.append(Transition(i, position, previous, tag))
-            previous = tag
-    return found
+    """Every predicted `I-X` not preceded by `B-X` or `I-X` (the tags `repair_bio` would change)."""
+    return [
+        Transition(i, k, s.predicted[k - 1] if k else None, s.predicted[k])
+        for i, s in enumerate(sentences)
+        for k in repair_bio(_predicted(s))[1]
+    ]
 
 
 def invalid_transition_table(sentences: Sequence[Sentence]) -> Table:
@@ -374,35 +343,27 @@ def invalid_transition_table(sentences: Sequence[Sentence]) -> Table:
     by_pattern = defaultdict(list)
     for transition in found:
         by_pattern[transition.pattern].append(transition)
+
+    def row(pattern: str, transitions: list[Transition], examples: str) -> dict:
+        count = {"count": len(transitions), "sentences": len({t.sentence for t in transitions})}
+        return {"pattern": pattern, **count, "examples": examples}
+
     rows = [
-        {
-            "pattern": p,
-            "count": len(ts),
-            "sentences": len({t.sentence for t in ts}),
-            "examples": ", ".join(f"{t.previous or '<start>'} {t.tag}" for t in ts[:3]),
-        }
+        row(p, ts, ", ".join(f"{t.previous or '<start>'} {t.tag}" for t in ts[:3]))
         for p, ts in sorted(by_pattern.items())
     ]
-    tags = sum(len(s) for s in sentences)
-    rows.append(
-        {
-            "pattern": "total",
-            "count": len(found),
-            "sentences": len({t.sentence for t in found}),
-            "examples": f"of {tags} predicted tags",
-        }
-    )
+    rows.append(row("total", found, f"of {sum(len(s) for s in sentences)} predicted tags"))
     return Table("Invalid BIO transitions emitted", rows)
 
 
 def score_check(run: Run, outcomes: Iterable[Outcome]) -> Table:
     """Micro scores recounted from the outcomes next to those in `metrics.json` (they must agree)."""
     counts = Counter((o.side, o.category) for o in outcomes)
-    tp = counts[("pred", "correct")]
-    n_pred = sum(n for (side, _), n in counts.items() if side == "pred")
-    n_gold = sum(n for (side, _), n in counts.items() if side == "gold")
-    recount = prf(tp, n_pred, n_gold)
+    totals = _totals(counts)
+    recount = prf(counts[("pred", "correct")], totals["pred"], totals["gold"])
     saved = run.metrics.get(run.split, {}).get("micro", {})
-    keys = ("precision", "recall", "f1", "tp", "n_pred", "n_gold")
-    rows = [{"source": "metrics.json", **{k: saved.get(k) for k in keys}}, {"source": "recounted", **recount}]
-    return Table(f"{run.name}: micro scores", rows)
+    rows = [
+        {"source": "metrics.json", **{k: saved.get(k) for k in recount}},
+        {"source": "recounted", **recount},
+    ]
+    return Table(f"{run.label}: micro scores", rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ner.analysis.entities import Table
+from ner.tables import Table
 
 
 def _axes(ax, size=(6, 3.5)):

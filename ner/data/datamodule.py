@@ -10,14 +10,16 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from ner.data.download import ensure_corpus
-from ner.tags import build_labels, repair_bio
 from ner.data.reader import Corpus, Sentence, read_iob2
 from ner.data.samplers import EvalBatchSampler, TrainBatchSampler
+from ner.data.schemes import scheme_note
 from ner.data.splits import Split, make_split
 from ner.data.windows import EncodedSentence, collate, encode_sentence, special_tokens, word_pieces
 from ner.encoders import load_tokenizer
+from ner.tags import build_labels, repair_bio
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,10 @@ def training_targets(sentences: list[Sentence], path: Path) -> list[list[str]]:
     if fixed:
         shown = ", ".join(map(str, fixed[:10])) + (" ..." if len(fixed) > 10 else "")
         log.warning(
-            "%s: %d I- tags cannot continue an entity (lines %s); trained on as B- tags", path, len(fixed), shown
+            "%s: %d I- tags cannot continue an entity (lines %s); trained on as B- tags",
+            path,
+            len(fixed),
+            shown,
         )
     return targets
 
@@ -51,21 +56,6 @@ class EncodedDataset(Dataset):
         return self.sentences[index], counted
 
 
-class ResumableLoader(DataLoader):
-    """The training loader, declared resumable to Lightning (which otherwise warns on a mid-epoch resume).
-
-    The position inside the epoch is saved and restored by `NerDataModule.state_dict` / `load_state_dict`,
-    not here: Lightning hands a loader its saved state only if the loader is built after the checkpoint is
-    loaded, and ours is built before, when `configure_optimizers` counts the training steps.
-    """
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
 class NerDataModule(L.LightningDataModule):
     """IOB2 corpus folder -> train / dev / test dataloaders of windowed, dynamically padded batches.
 
@@ -73,6 +63,8 @@ class NerDataModule(L.LightningDataModule):
         dir: folder with `train.iob2` and `test.iob2` (and optionally `dev.iob2`).
         tokenizer: the encoder's name or folder (its fast tokenizer is used).
         types: declared entity types, or "auto" to take them from the training file.
+        scheme: the files' tagging scheme (`iob2`, `iob1`, `iobes`, `bilou`); all are read as IOB2.
+        default_type: the entity type of typeless tags (`B`, `I`, ...); None: typeless tags are an error.
         dev: how to choose the dev set (see `ner.data.splits`).
         dev_fraction: share of the training file held out by `dev=random`.
         max_length: subwords per encoder input, special tokens included; longer sentences are windowed.
@@ -88,6 +80,8 @@ class NerDataModule(L.LightningDataModule):
         dir: str,
         tokenizer: str,
         types: Sequence[str] | str = "auto",
+        scheme: str = "iob2",
+        default_type: str | None = None,
         dev: str = "auto",
         dev_fraction: float = 0.1,
         max_length: int = 128,
@@ -102,6 +96,7 @@ class NerDataModule(L.LightningDataModule):
         super().__init__()
         self.dir, self.tokenizer_name = Path(dir), tokenizer
         self.declared_types = None if types == "auto" else sorted(types)
+        self.scheme, self.default_type = scheme, default_type
         self.dev, self.dev_fraction, self.seed = dev, dev_fraction, seed
         self.max_length, self.stride = max_length, stride
         self.batch_size, self.eval_batch_size, self.bucket = batch_size, eval_batch_size, bucket
@@ -110,8 +105,8 @@ class NerDataModule(L.LightningDataModule):
         self.split: Split | None = None
         self.test_corpus: Corpus | None = None
         self.datasets: dict[str, EncodedDataset] = {}
-        self._train_sampler: TrainBatchSampler | None = None
-        self._resume: dict[str, int] | None = None  # where a resumed run continues the training data
+        self._train_loader: StatefulDataLoader | None = None
+        self._loader_state: dict | None = None  # from a checkpoint: where the training data continues
 
     def prepare_data(self) -> None:
         ensure_corpus(self.dir, self.download or {"train": None, "test": None})
@@ -119,7 +114,7 @@ class NerDataModule(L.LightningDataModule):
     @property
     def train_corpus(self) -> Corpus:
         if self._train_corpus is None:
-            self._train_corpus = read_iob2(self.dir / "train.iob2", self.declared_types)
+            self._train_corpus = self._read(self.dir / "train.iob2", self.declared_types)
         return self._train_corpus
 
     @property
@@ -131,10 +126,18 @@ class NerDataModule(L.LightningDataModule):
     def types(self) -> list[str]:
         return self.declared_types or self.train_corpus.types
 
+    @property
+    def scheme_note(self) -> str | None:
+        """How every split was read, e.g. "read as IOB1, converted to IOB2" (None for typed IOB2 files)."""
+        return scheme_note(self.scheme, self.default_type)
+
+    def _read(self, path: Path, types: Sequence[str] | None) -> Corpus:
+        return read_iob2(path, types, scheme=self.scheme, default_type=self.default_type)
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        read = partial(read_iob2, types=self.types)
+        read = partial(self._read, types=self.types)
         self.test_corpus = read(self.dir / "test.iob2")
         self.split = make_split(
             self.train_corpus, self.test_corpus, self.dev, self.dir, self.dev_fraction, self.seed, read
@@ -142,15 +145,29 @@ class NerDataModule(L.LightningDataModule):
         tokenizer = load_tokenizer(self.tokenizer_name)
         self.pad_id = tokenizer.pad_token_id
         label_ids = {label: i for i, label in enumerate(self.labels)}
-        specials = special_tokens(tokenizer)
+        # training windows that start inside an entity start it: `I-X` targets there become `B-X`
+        begin_of = {
+            i: label_ids[f"B-{label[2:]}"] for label, i in label_ids.items() if label.startswith("I-")
+        }
+        encode = partial(
+            encode_sentence,
+            specials=special_tokens(tokenizer),
+            max_length=self.max_length,
+            stride=self.stride,
+        )
         for name, sentences in self.sentences.items():
+            train = name == "train"
             pieces = word_pieces(tokenizer, [s.tokens for s in sentences])
-            tags = training_targets(sentences, self.train_corpus.path) if name == "train" else [s.tags for s in sentences]
-            encoded = [
-                encode_sentence(i, p, [label_ids[t] for t in t_], specials, self.max_length, self.stride)
-                for i, (p, t_) in enumerate(zip(pieces, tags))
-            ]
-            self.datasets[name] = EncodedDataset(encoded)
+            tags = (
+                training_targets(sentences, self.train_corpus.path) if train else [s.tags for s in sentences]
+            )
+            ids = [[label_ids[tag] for tag in sentence] for sentence in tags]
+            self.datasets[name] = EncodedDataset(
+                [
+                    encode(i, p, t, begin_of=begin_of if train else None)
+                    for i, (p, t) in enumerate(zip(pieces, ids, strict=True))
+                ]
+            )
 
     @property
     def sentences(self) -> dict[str, list[Sentence]]:
@@ -161,7 +178,7 @@ class NerDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
-    def _loader(self, dataset: EncodedDataset, sampler, loader: type = DataLoader, **kwargs) -> DataLoader:
+    def _loader(self, dataset: EncodedDataset, sampler, loader: type = DataLoader) -> DataLoader:
         return loader(
             dataset,
             batch_sampler=sampler,
@@ -171,33 +188,34 @@ class NerDataModule(L.LightningDataModule):
             # Every new iterator draws a seed from this generator. Drawn from the global RNG instead, each
             # validation pass would shift the dropout masks, and a resumed run could not draw the same ones.
             generator=torch.Generator().manual_seed(self.seed),
-            **kwargs,
         )
 
-    def train_dataloader(self) -> ResumableLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
+        """torchdata's loader, which saves its position mid-epoch (and the sampler's epoch)."""
         dataset = self.datasets["train"]
         replicas, rank = self._world()
         lengths = [s.n_subwords for s in dataset.sentences]
         sampler = TrainBatchSampler(lengths, self.batch_size, self.bucket, self.seed, replicas, rank)
-        if self._resume is not None:  # set before Lightning sets it: loader workers may start drawing at once
-            sampler.set_epoch(self._resume["epoch"])
-            sampler.resume(self._resume["epoch"], self._resume["batches_done"])
-        self._train_sampler = sampler
-        return self._loader(dataset, sampler, ResumableLoader)
+        self._train_loader = self._loader(dataset, sampler, StatefulDataLoader)
+        if self._loader_state is not None:  # epoch first: the loader draws before Lightning sets it
+            sampler.set_epoch(self._loader_state["epoch"])
+            self._train_loader.load_state_dict(self._loader_state["train_loader"])
+            self._loader_state = None
+        return self._train_loader
 
-    def state_dict(self) -> dict[str, int]:
-        """Saved in checkpoints: the epoch the training data continues with, and how many of its batches
-        were trained on (`processed` counts the batch whose end a mid-epoch checkpoint is written at)."""
-        trainer = self.trainer
-        if self._train_sampler is None or trainer is None:
+    # Lightning restores a StatefulDataLoader only if it is built after the checkpoint is loaded; ours is
+    # built before, when `configure_optimizers` counts the steps: the data module carries its state instead.
+    def state_dict(self) -> dict:
+        if self._train_loader is None:
             return {}
-        epoch, done = self._train_sampler.epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        if done >= trainer.num_training_batches:  # written at the end of the epoch: the next one follows
-            epoch, done = epoch + 1, 0
-        return {"epoch": epoch, "batches_done": done}
+        trainer = self.trainer
+        if trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches:
+            return {}  # every batch of the epoch is drawn: the next epoch starts afresh (tests/test_resume.py)
+        epoch = self._train_loader.batch_sampler.epoch
+        return {"train_loader": self._train_loader.state_dict(), "epoch": epoch}
 
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = dict(state_dict) or None
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._loader_state = state_dict if "train_loader" in state_dict else None  # older checkpoints: none
 
     def eval_dataloader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]

@@ -1,20 +1,23 @@
-"""Reading IOB2 / CoNLL-style files into sentences, with validation that names the file and line.
+"""Reading CoNLL-style files into IOB2 sentences, with validation that names the file and line.
 
 Accepted formats, all of them one token per line and a blank line after each sentence:
 - the JNLPBA shared task's own: `token<TAB>tag`, with `###MEDLINE:<id>` lines that start abstracts;
 - the same without abstract markers;
 - CoNLL-style with more columns (the last column is the tag) and `-DOCSTART-` lines between documents.
+Tags may be in any scheme of `ner.data.schemes`; they are converted to IOB2 when read.
 Nothing is dropped: a final sentence without a trailing blank line is kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
 
-from ner.tags import split_tag
+from ner.data.schemes import SchemeError, check_scheme, guess_scheme, scheme_note, to_iob2
 from ner.errors import DataError
+from ner.tags import split_tag
 
 ABSTRACT_MARKER = "###MEDLINE:"
 DOCSTART = "-DOCSTART-"
@@ -40,21 +43,25 @@ class Sentence:
 
 @dataclass
 class Corpus:
-    """All sentences of one file, in file order, and the file's raw lines (for line-for-line output)."""
+    """All sentences of one file, in file order (tags in IOB2), and the file's raw lines (for line-for-line
+    output); `scheme` and `default_type` say how the tags were read."""
 
     path: Path
     sentences: list[Sentence]
     raw_lines: list[str] = field(repr=False, default_factory=list)
     has_doc_markers: bool = False
+    scheme: str = "iob2"
+    default_type: str | None = None
+
+    @property
+    def scheme_note(self) -> str | None:
+        """E.g. "read as IOB1, converted to IOB2"; None for an IOB2 file with typed tags."""
+        return scheme_note(self.scheme, self.default_type)
 
     @property
     def doc_ids(self) -> list[str]:
         """Document ids in file order (empty when the file has no markers)."""
-        seen: dict[str, None] = {}
-        for sentence in self.sentences:
-            if sentence.doc_id is not None:
-                seen.setdefault(sentence.doc_id)
-        return list(seen)
+        return list(dict.fromkeys(s.doc_id for s in self.sentences if s.doc_id is not None))
 
     @property
     def types(self) -> list[str]:
@@ -63,10 +70,8 @@ class Corpus:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise DataError(path, "file not found")
     if not path.is_file():
-        raise DataError(path, "not a regular file")
+        raise DataError(path, "file not found" if not path.exists() else "not a regular file")
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -78,21 +83,21 @@ def _read_text(path: Path) -> str:
         raise DataError(path, f"not valid UTF-8 (byte {data[error.start]:#04x})", line) from None
 
 
-def _fields(line: str) -> list[str]:
-    # Tab-separated where there are tabs (a token may then contain spaces), else any whitespace.
-    return [f for f in (line.split("\t") if "\t" in line else line.split())]
-
-
 def read_iob2(
     path: str | Path,
     types: Iterable[str] | None = None,
     with_predictions: bool = False,
+    scheme: str = "iob2",
+    default_type: str | None = None,
 ) -> Corpus:
-    """Read and validate one IOB2 / CoNLL file.
+    """Read and validate one CoNLL-style file; its tags come back in IOB2 whatever `scheme` it is in.
 
     `types`: the declared entity types; a tag with any other type is an error (None accepts any type).
     `with_predictions`: the last two columns are gold and predicted tags (a predictions file).
+    `scheme`, `default_type`: see `ner.data.schemes`; a gold sequence that breaks the scheme is an error
+    that names the scheme the file looks like.
     """
+    check_scheme(scheme)
     path = Path(path)
     declared = set(types) if types is not None else None
     text = _read_text(path)
@@ -101,27 +106,18 @@ def read_iob2(
     if raw_lines and raw_lines[-1] == "":
         raw_lines.pop()
     n_tag_columns = 2 if with_predictions else 1
-    sentences: list[Sentence] = []
+    raw: list[Sentence] = []  # tags as in the file; `predicted` holds the predicted column
     doc_id: str | None = None
     has_markers = False
-    tokens: list[str] = []
-    tags: list[list[str]] = [[] for _ in range(n_tag_columns)]
-    lines: list[int] = []
+    rows: list[tuple[int, list[str]]] = []  # (line number, fields) of each word of the open sentence
 
     def end_sentence() -> None:
-        if tokens:
-            sentences.append(
-                Sentence(
-                    tuple(tokens),
-                    tuple(tags[0]),
-                    doc_id,
-                    tuple(lines),
-                    tuple(tags[1]) if with_predictions else None,
-                )
-            )
-        tokens.clear(), lines.clear()
-        for column in tags:
-            column.clear()
+        if rows:
+            numbers, words = zip(*rows, strict=True)
+            gold = tuple(fields[-n_tag_columns] for fields in words)
+            predicted = tuple(fields[-1] for fields in words) if with_predictions else None
+            raw.append(Sentence(tuple(fields[0] for fields in words), gold, doc_id, numbers, predicted))
+        rows.clear()
 
     for number, line in enumerate(raw_lines, start=1):
         stripped = line.strip()
@@ -138,27 +134,51 @@ def read_iob2(
             doc_id = f"doc{number}"
             has_markers = True
             continue
-        fields = _fields(line)
+        # tab-separated where there are tabs (a token may then contain spaces), else any whitespace
+        fields = line.split("\t") if "\t" in line else line.split()
         if len(fields) < 1 + n_tag_columns:
             expected = "token, gold and predicted tag columns" if with_predictions else "a token and a tag"
             raise DataError(path, f"expected {expected} separated by tabs or spaces, got {line!r}", number)
-        kinds = ("gold ", "predicted ") if with_predictions else ("",)
-        for column, kind, tag in zip(tags, kinds, fields[-n_tag_columns:], strict=True):
-            try:
-                _, entity_type = split_tag(tag)
-            except ValueError as error:
-                raise DataError(path, f"{kind}{error}", number) from None
+        rows.append((number, fields))
+    end_sentence()
+    if not raw:
+        raise DataError(path, "contains no sentences (empty file?)")
+    sentences = [_converted(path, s, raw, scheme, default_type, declared) for s in raw]
+    return Corpus(path, sentences, raw_lines, has_markers, scheme, default_type)
+
+
+def _converted(
+    path: Path,
+    sentence: Sentence,
+    raw: list[Sentence],
+    scheme: str,
+    default_type: str | None,
+    declared: set[str] | None,
+) -> Sentence:
+    """`sentence` with IOB2 tags; a bad tag's error names its line and the scheme the file looks like."""
+    columns = [("", attrgetter("tags"), True)]
+    if sentence.predicted is not None:
+        columns = [("gold ", attrgetter("tags"), True), ("predicted ", attrgetter("predicted"), False)]
+    converted = []
+    for kind, column, strict in columns:
+        try:
+            tags = to_iob2(column(sentence), scheme, default_type, strict)
+        except SchemeError as error:
+            guess = guess_scheme(map(column, raw), default_type)
+            hint = (
+                f"; the file looks like {guess.upper()}: set data.scheme={guess}"
+                if guess not in (None, scheme)
+                else ""
+            )
+            raise DataError(path, f"{kind}{error}{hint}", sentence.lines[error.position]) from None
+        for i, tag in enumerate(tags):
+            entity_type = split_tag(tag)[1]
             if entity_type is not None and declared is not None and entity_type not in declared:
                 raise DataError(
                     path,
                     f"entity type {entity_type!r} is not declared (declared: {', '.join(sorted(declared))}; "
                     "set data.types or data.types=auto)",
-                    number,
+                    sentence.lines[i],
                 )
-            column.append(tag)
-        tokens.append(fields[0])
-        lines.append(number)
-    end_sentence()
-    if not sentences:
-        raise DataError(path, "contains no sentences (empty file?)")
-    return Corpus(path, sentences, raw_lines, has_markers)
+        converted.append(tuple(tags))
+    return replace(sentence, tags=converted[0], predicted=converted[1] if len(converted) > 1 else None)

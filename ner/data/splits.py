@@ -48,7 +48,8 @@ def split_by_ids(corpus: Corpus, dev_ids: list[str], name: str) -> Split:
     missing = sorted(set(dev_ids) - set(corpus.doc_ids))
     if missing:
         raise DataError(
-            corpus.path, f"{len(missing)} of the {len(dev_ids)} {name} dev abstracts are not in the file "
+            corpus.path,
+            f"{len(missing)} of the {len(dev_ids)} {name} dev abstracts are not in the file "
             f"(first: {missing[0]}); is this the JNLPBA training file?",
         )
     wanted = set(dev_ids)
@@ -69,10 +70,11 @@ def split_random(corpus: Corpus, fraction: float, seed: int) -> Split:
         train = [s for s in corpus.sentences if s.doc_id not in chosen]
         unit = f"{len(chosen)} of {len(doc_ids)} documents"
     else:
-        indices = set(rng.sample(range(len(corpus.sentences)), max(1, round(fraction * len(corpus.sentences)))))
+        n = len(corpus.sentences)
+        indices = set(rng.sample(range(n), max(1, round(fraction * n))))
         dev = [s for i, s in enumerate(corpus.sentences) if i in indices]
         train = [s for i, s in enumerate(corpus.sentences) if i not in indices]
-        unit = f"{len(dev)} of {len(corpus.sentences)} sentences"
+        unit = f"{len(dev)} of {n} sentences"
     return Split(train, dev, f"random (seed {seed}): {unit} of {corpus.path.name}")
 
 
@@ -85,7 +87,7 @@ def make_split(
     seed: int,
     read_dev,
 ) -> Split:
-    """Apply the `dev` choice (see module docstring). `read_dev(path)` reads a dev file with the run's types."""
+    """Apply the `dev` choice (see module docstring); `read_dev(path)` reads a dev file as the run reads."""
     if dev == "auto":
         dev = "dev.iob2" if (data_dir / "dev.iob2").exists() else "random"
     if dev == "scibert":

@@ -8,10 +8,11 @@ subword inside its window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
 
 
@@ -23,29 +24,31 @@ class Window:
     word_index: tuple[int, ...]  # position of each word's first subword in input_ids
     start: int
     owned: tuple[bool, ...]  # True where this window supplies the word's prediction
+    labels: tuple[int, ...]  # label id of each word: its target in training, its gold elsewhere
 
 
 @dataclass(frozen=True)
 class EncodedSentence:
-    """A sentence ready for the model: its windows and its word-level label ids."""
+    """A sentence ready for the model: its windows (each with its words' label ids)."""
 
     index: int  # position in its split, so predictions find their way back
     windows: tuple[Window, ...]
-    labels: tuple[int, ...]
 
     @property
     def n_subwords(self) -> int:
         return sum(len(w.input_ids) for w in self.windows)
 
 
-def word_pieces(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]]) -> list[list[list[int]]]:
+def word_pieces(
+    tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]]
+) -> list[list[list[int]]]:
     """Subword ids of every word, `[sentence][word][piece]`. A word the tokenizer maps to nothing
     (e.g. a lone control character) becomes the unknown token, so no word ever disappears."""
     encoding = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
     result = []
     for i, words in enumerate(sentences):
         pieces: list[list[int]] = [[] for _ in words]
-        for token_id, word_id in zip(encoding["input_ids"][i], encoding.word_ids(i)):
+        for token_id, word_id in zip(encoding["input_ids"][i], encoding.word_ids(i), strict=True):
             if word_id is not None:
                 pieces[word_id].append(token_id)
         result.append([p or [tokenizer.unk_token_id] for p in pieces])
@@ -107,11 +110,14 @@ def encode_sentence(
     specials: tuple[list[int], list[int]],
     max_length: int,
     stride: int | None = None,
+    begin_of: Mapping[int, int] | None = None,
 ) -> EncodedSentence:
     """Cut one sentence's word pieces into windows of at most `max_length` subwords (special tokens included).
 
     `specials`: the encoder's (prefix, suffix) ids, from `special_tokens`. `stride`: subwords between
-    window starts (default: half the budget).
+    window starts (default: half the budget). `begin_of`: the `B-X` id of every `I-X` id; given (training
+    targets), a window that starts inside an entity starts it with `B-X`, so every window's targets are a
+    valid sequence, which a constrained CRF needs (an `I-` first has probability zero there).
     """
     prefix, suffix = specials
     budget = max_length - len(prefix) - len(suffix)
@@ -127,8 +133,11 @@ def encode_sentence(
             ids.extend(pieces[word][:budget])  # a single word longer than the budget keeps its head
         ids.extend(suffix)
         owned = tuple(owner[word] == w for word in range(start, end))
-        windows.append(Window(tuple(ids), tuple(word_index), start, owned))
-    return EncodedSentence(index, tuple(windows), tuple(labels))
+        targets = list(labels[start:end])
+        if begin_of is not None:
+            targets[0] = begin_of.get(targets[0], targets[0])
+        windows.append(Window(tuple(ids), tuple(word_index), start, owned, tuple(targets)))
+    return EncodedSentence(index, tuple(windows))
 
 
 def collate(items: Sequence[tuple[EncodedSentence, bool]], pad_id: int) -> dict:
@@ -138,27 +147,17 @@ def collate(items: Sequence[tuple[EncodedSentence, bool]], pad_id: int) -> dict:
     neither scored nor written.
     """
     windows = [(i, w) for i, (sentence, _) in enumerate(items) for w in sentence.windows]
-    n, t = len(windows), max(len(w.input_ids) for _, w in windows)
-    n_words = max(len(w.word_index) for _, w in windows)
-    input_ids = torch.full((n, t), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((n, t), dtype=torch.long)
-    word_index = torch.zeros((n, n_words), dtype=torch.long)
-    word_mask = torch.zeros((n, n_words), dtype=torch.bool)
-    labels = torch.zeros((n, n_words), dtype=torch.long)
-    for row, (item, window) in enumerate(windows):
-        length, words = len(window.input_ids), len(window.word_index)
-        input_ids[row, :length] = torch.tensor(window.input_ids)
-        attention_mask[row, :length] = 1
-        word_index[row, :words] = torch.tensor(window.word_index)
-        word_mask[row, :words] = True
-        sentence_labels = items[item][0].labels
-        labels[row, :words] = torch.tensor(sentence_labels[window.start : window.start + words])
+
+    def pad(rows: Sequence[Sequence[int]], value: int = 0) -> torch.Tensor:
+        tensors = [torch.tensor(row, dtype=torch.long) for row in rows]
+        return pad_sequence(tensors, batch_first=True, padding_value=value)
+
     return {
-        "input_ids": input_ids,  # (windows, subwords)
-        "attention_mask": attention_mask,  # (windows, subwords)
-        "word_index": word_index,  # (windows, words)
-        "word_mask": word_mask,  # (windows, words)
-        "labels": labels,  # (windows, words)
+        "input_ids": pad([w.input_ids for _, w in windows], pad_id),  # (windows, subwords)
+        "attention_mask": pad([[1] * len(w.input_ids) for _, w in windows]),  # (windows, subwords)
+        "word_index": pad([w.word_index for _, w in windows]),  # (windows, words)
+        "word_mask": pad([[1] * len(w.word_index) for _, w in windows]).bool(),  # (windows, words)
+        "labels": pad([w.labels for _, w in windows]),  # (windows, words)
         "window_item": [item for item, _ in windows],
         "window_owned": [window.owned for _, window in windows],
         "sentence_index": [sentence.index for sentence, _ in items],
@@ -166,13 +165,23 @@ def collate(items: Sequence[tuple[EncodedSentence, bool]], pad_id: int) -> dict:
     }
 
 
-def merge_windows(
-    predictions: Sequence[Sequence[int]], owned: Sequence[Sequence[bool]], window_item: Sequence[int], n_items: int
-) -> list[list[int]]:
-    """Word predictions of each sentence from its windows' predictions: each word from its owning window."""
-    merged: list[list[int]] = [[] for _ in range(n_items)]
-    for prediction, mask, item in zip(predictions, owned, window_item):
-        if len(prediction) != len(mask):
-            raise ValueError(f"window predicted {len(prediction)} words, expected {len(mask)}")
-        merged[item].extend(p for p, keep in zip(prediction, mask) if keep)
-    return merged
+def merge_window_rows(
+    rows: torch.Tensor, owned: Sequence[Sequence[bool]], window_item: Sequence[int], n_items: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-word rows of each sentence, each word's row from its owning window: (windows, words, ...) ->
+    (sentences, words, ...), with the sentence word mask (sentences, words).
+
+    Merging emissions before decoding lets a head decode whole sentences, so a Viterbi or CRF path is valid
+    across window seams too (two windows' paths, cut and joined, need not be).
+    """
+    positions: list[list[tuple[int, int]]] = [[] for _ in range(n_items)]
+    for window, (mask, item) in enumerate(zip(owned, window_item, strict=True)):
+        positions[item].extend((window, word) for word, keep in enumerate(mask) if keep)
+    longest = max(len(p) for p in positions)
+    index = torch.zeros((2, n_items, longest), dtype=torch.long)  # (window, word) of each sentence word
+    mask = torch.zeros((n_items, longest), dtype=torch.bool)
+    for item, words in enumerate(positions):
+        index[:, item, : len(words)] = torch.tensor(words, dtype=torch.long).T
+        mask[item, : len(words)] = True
+    index = index.to(rows.device)
+    return rows[index[0], index[1]], mask.to(rows.device)

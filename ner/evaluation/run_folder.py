@@ -97,27 +97,22 @@ class RunFolder:
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 
+    def _by_epoch(self, name: re.Pattern) -> dict[int, Path]:
+        found = {int(m[1]): p for p in self.checkpoints_dir.glob("*.ckpt") if (m := name.match(p.name))}
+        return dict(sorted(found.items()))
+
     def epoch_checkpoints(self) -> dict[int, Path]:
         """`{epoch: checkpoints/epochN.ckpt}` (written with keep_epoch_checkpoints=true), sorted by epoch."""
-        found = {
-            int(m[1]): p
-            for p in self.checkpoints_dir.glob("epoch*.ckpt")
-            if (m := EPOCH_CHECKPOINT.match(p.name))
-        }
-        return dict(sorted(found.items()))
+        return self._by_epoch(EPOCH_CHECKPOINT)
 
     def best_checkpoint(self) -> tuple[int, Path]:
         """The dev-selected checkpoint and its epoch."""
-        found = [
-            (int(m[1]), p)
-            for p in self.checkpoints_dir.glob("best-epoch*.ckpt")
-            if (m := BEST_CHECKPOINT.match(p.name))
-        ]
+        found = self._by_epoch(BEST_CHECKPOINT)
         if len(found) != 1:
             raise NerError(
                 f"{self.checkpoints_dir}: expected exactly one best-epochN.ckpt, found {len(found)}"
             )
-        return found[0]
+        return next(iter(found.items()))
 
     def checkpoint(self, name: str = "best") -> Path:
         """`best`, `last`, `epochN` (a kept epoch checkpoint) or a path."""

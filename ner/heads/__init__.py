@@ -1,9 +1,7 @@
-"""Heads turn word emissions (batch, words, labels) into a loss and label paths.
+"""Heads turn word emissions (batch, words, labels) into a loss and label paths, behind `Head` (base.py).
 
-Every head is an `nn.Module` with `forward(emissions, tags, mask) -> loss`,
-`decode(emissions, mask) -> list[list[int]]`, `marginals(emissions, mask) -> (batch, words, labels)`
-and `scores(emissions, mask, paths) -> list[list[float]]`. Adding a head is one file, one entry in
-`HEADS` and one YAML in the head config group.
+Adding a head is one file, one entry in `HEADS` (or `HEADS[name] = cls` from anywhere, a test say) and
+one YAML in the head config group.
 """
 
 from __future__ import annotations
@@ -11,29 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
-
+from ner.heads.base import ExportedDecoder, Head
 from ner.heads.crf import CRFHead
 from ner.heads.softmax import SoftmaxHead
-from ner.heads.viterbi import DISALLOWED, viterbi_decode
-from ner.tags import bio_constraints
 
-HEADS: dict[str, type[nn.Module]] = {"softmax": SoftmaxHead, "crf": CRFHead}
+HEADS: dict[str, type[Head]] = {"softmax": SoftmaxHead, "crf": CRFHead}
 
 
-def build_head(name: str, labels: Sequence[str], **options: Any) -> nn.Module:
+def build_head(name: str, labels: Sequence[str], **options: Any) -> Head:
     """The head called `name` over `labels`; `options` go to its constructor (`decode`, `constrained`)."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; expected one of {sorted(HEADS)}")
-    return HEADS[name](labels, **options)
+    head = HEADS[name](labels, **options)
+    if not isinstance(head, Head):  # checks that the members exist, so a new head fails here, not mid-run
+        raise TypeError(f"head {name!r} ({type(head).__name__}) does not implement ner.heads.Head")
+    return head
 
 
-__all__ = [
-    "DISALLOWED",
-    "HEADS",
-    "CRFHead",
-    "SoftmaxHead",
-    "bio_constraints",
-    "build_head",
-    "viterbi_decode",
-]
+__all__ = ["HEADS", "CRFHead", "ExportedDecoder", "Head", "SoftmaxHead", "build_head"]

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchcrf import CRF
 
-from ner.heads.viterbi import DISALLOWED, check_inputs, path_scores, viterbi_decode
+from ner.heads.base import ExportedDecoder, check_mode
+from ner.heads.viterbi import DISALLOWED, check_inputs, marginals, path_scores, viterbi_decode
 from ner.tags import bio_constraints
 
 
@@ -36,8 +37,10 @@ class CRFHead(nn.Module):
     """CRF over word emissions; `constrained=True` gives invalid BIO sequences zero probability.
 
     Its parameters (start, end and transition scores) are found by `head.parameters()`, so the model
-    can give them their own learning rate.
+    gives them their own learning rate (`head.lr`).
     """
+
+    decode_modes = ("crf",)
 
     def __init__(self, labels: Sequence[str], constrained: bool = True) -> None:
         super().__init__()
@@ -61,48 +64,31 @@ class CRFHead(nn.Module):
         with torch.autocast(device_type=emissions.device.type, enabled=False), parametrize.cached():
             return -self.crf(emissions.float(), tags, mask, reduction="mean")
 
-    def decode(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
-        """Best label ids per sequence (batched Viterbi), each of length mask[i].sum()."""
-        check_inputs(emissions, mask, len(self.labels))
+    def _scores(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(start, end, transitions) in float32, disallowed entries pinned (parametrized attributes)."""
         crf = self.crf
+        return crf.start_transitions.float(), crf.end_transitions.float(), crf.transitions.float()
+
+    def decode(self, emissions: Tensor, mask: Tensor, mode: str | None = None) -> list[list[int]]:
+        """Best label ids per sequence (batched Viterbi), each of length mask[i].sum()."""
+        check_mode(self, mode)
         with torch.no_grad(), torch.autocast(device_type=emissions.device.type, enabled=False):
-            return viterbi_decode(
-                emissions.float(), mask, crf.transitions, crf.start_transitions, crf.end_transitions
-            )
+            start, end, transitions = self._scores()
+            return viterbi_decode(emissions.float(), mask, transitions, start, end)
 
     def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """Posterior probability of each label at each word (batch, words, labels), by forward-backward.
-
-        Rows past a sequence's end repeat its last word and should be ignored.
-        """
-        check_inputs(emissions, mask, len(self.labels))
-        mask = mask.bool()
+        """Posterior probability of each label at each word (batch, words, labels), by forward-backward."""
         with torch.autocast(device_type=emissions.device.type, enabled=False), parametrize.cached():
-            emissions = emissions.float()
-            transitions = self.crf.transitions.float()  # (from, to)
-            end = self.crf.end_transitions.float()
-            words = emissions.size(1)
-
-            # alpha[t]: (batch, labels) log-sum of all prefixes that end at word t in each label
-            alpha = [self.crf.start_transitions.float() + emissions[:, 0]]
-            for t in range(1, words):
-                step = torch.logsumexp(alpha[-1].unsqueeze(2) + transitions, dim=1) + emissions[:, t]
-                alpha.append(torch.where(mask[:, t].unsqueeze(1), step, alpha[-1]))
-
-            # beta[t]: (batch, labels) log-sum of all suffixes after word t, given its label; at a
-            # sequence's last word (next word padded) that is just the end score
-            beta = [end.expand_as(alpha[0])]
-            for t in range(words - 2, -1, -1):
-                after = emissions[:, t + 1] + beta[-1]  # (batch, to)
-                step = torch.logsumexp(transitions + after.unsqueeze(1), dim=2)  # (batch, from)
-                beta.append(torch.where(mask[:, t + 1].unsqueeze(1), step, end.expand_as(step)))
-            beta.reverse()
-
-            log_joint = torch.stack(alpha, dim=1) + torch.stack(beta, dim=1)  # (batch, words, labels)
-            log_partition = torch.logsumexp(log_joint[:, 0], dim=1)  # (batch,)
-            return (log_joint - log_partition[:, None, None]).exp()
+            start, end, transitions = self._scores()
+            return marginals(emissions.float(), mask, transitions, start, end)
 
     def scores(self, emissions: Tensor, mask: Tensor, paths: Sequence[Sequence[int]]) -> list[list[float]]:
         """Per-word confidence of `paths`: the posterior marginal of each chosen label."""
         with torch.no_grad():
             return path_scores(self.marginals(emissions, mask), mask, paths)
+
+    def export_decoder(self, mode: str | None = None) -> ExportedDecoder:
+        check_mode(self, mode)
+        with torch.no_grad():
+            start, end, transitions = (score.detach().clone() for score in self._scores())
+        return ExportedDecoder("crf", start, end, transitions)

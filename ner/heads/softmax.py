@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ner.heads.base import ExportedDecoder, check_mode
 from ner.heads.viterbi import check_inputs, path_scores, viterbi_decode
 from ner.tags import bio_constraints
 
@@ -28,7 +29,7 @@ class SoftmaxHead(nn.Module):
         if decode not in DECODE_MODES:
             raise ValueError(f"unknown decode mode {decode!r}; expected one of {list(DECODE_MODES)}")
         self.labels = list(labels)
-        self.decode_mode = decode
+        self.decode_modes = (decode, *(mode for mode in DECODE_MODES if mode != decode))
         start, transitions, end = bio_constraints(self.labels)
         # zero for allowed, -inf for disallowed: buffers so they follow the module across devices;
         # not persistent because they are rebuilt from the labels
@@ -47,10 +48,10 @@ class SoftmaxHead(nn.Module):
         check_inputs(emissions, mask, len(self.labels))
         return emissions.float().softmax(dim=-1)
 
-    def decode(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
-        """Best label ids per sequence, each of length mask[i].sum()."""
+    def decode(self, emissions: Tensor, mask: Tensor, mode: str | None = None) -> list[list[int]]:
+        """Best label ids per sequence, each of length mask[i].sum(); `mode` argmax or viterbi."""
         check_inputs(emissions, mask, len(self.labels))
-        if self.decode_mode == "viterbi":
+        if check_mode(self, mode) == "viterbi":
             log_probs = emissions.float().log_softmax(dim=-1)  # (batch, words, labels)
             return viterbi_decode(
                 log_probs, mask, self.transitions_log_allowed, self.start_log_allowed, self.end_log_allowed
@@ -63,3 +64,9 @@ class SoftmaxHead(nn.Module):
     def scores(self, emissions: Tensor, mask: Tensor, paths: Sequence[Sequence[int]]) -> list[list[float]]:
         """Per-word confidence of `paths`: the softmax probability of each chosen label."""
         return path_scores(self.marginals(emissions, mask), mask, paths)
+
+    def export_decoder(self, mode: str | None = None) -> ExportedDecoder | None:
+        if check_mode(self, mode) == "argmax":
+            return None  # a standard token classifier's argmax
+        scores = (self.start_log_allowed, self.end_log_allowed, self.transitions_log_allowed)
+        return ExportedDecoder("softmax_viterbi", *(score.clone() for score in scores))

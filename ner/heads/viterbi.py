@@ -1,7 +1,8 @@
-"""Decoding under transition scores: a batched Viterbi and per-word path confidences.
+"""Decoding under transition scores: a batched Viterbi, forward-backward marginals, per-word confidences.
 
 Shared by both heads, so the softmax head's constrained decoding and the CRF's decoding are the same
-algorithm and an ablation can separate "valid sequences" from "CRF training".
+algorithm and an ablation can separate "valid sequences" from "CRF training". It imports only torch:
+`python -m ner export` copies this file into the Hugging Face folder, whose model decodes with it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,37 @@ def viterbi_decode(
     return [row[1 : 1 + row[0]] for row in rows]
 
 
+def marginals(emissions: Tensor, mask: Tensor, transitions: Tensor, start: Tensor, end: Tensor) -> Tensor:
+    """Posterior probability of each label at each word (batch, words, labels), by forward-backward.
+
+    Arguments as `viterbi_decode`'s; computes in float32. Rows past a sequence's end repeat its last word
+    and should be ignored.
+    """
+    check_inputs(emissions, mask, transitions.size(0))
+    emissions, transitions, end = emissions.float(), transitions.float(), end.float()
+    mask = mask.bool()
+    words = emissions.size(1)
+
+    # alpha[t]: (batch, labels) log-sum of all prefixes that end at word t in each label
+    alpha = [start.float() + emissions[:, 0]]
+    for t in range(1, words):
+        step = torch.logsumexp(alpha[-1].unsqueeze(2) + transitions, dim=1) + emissions[:, t]
+        alpha.append(torch.where(mask[:, t].unsqueeze(1), step, alpha[-1]))
+
+    # beta[t]: (batch, labels) log-sum of all suffixes after word t, given its label; at a sequence's last
+    # word (next word padded) that is just the end score
+    beta = [end.expand_as(alpha[0])]
+    for t in range(words - 2, -1, -1):
+        after = emissions[:, t + 1] + beta[-1]  # (batch, to)
+        step = torch.logsumexp(transitions + after.unsqueeze(1), dim=2)  # (batch, from)
+        beta.append(torch.where(mask[:, t + 1].unsqueeze(1), step, end.expand_as(step)))
+    beta.reverse()
+
+    log_joint = torch.stack(alpha, dim=1) + torch.stack(beta, dim=1)  # (batch, words, labels)
+    log_partition = torch.logsumexp(log_joint[:, 0], dim=1)  # (batch,)
+    return (log_joint - log_partition[:, None, None]).exp()
+
+
 def path_scores(probabilities: Tensor, mask: Tensor, paths: Sequence[Sequence[int]]) -> list[list[float]]:
     """Per-word confidence of decoded `paths`: `probabilities` (batch, words, labels) at each chosen label."""
     lengths = mask.sum(dim=1).tolist()
@@ -83,7 +115,6 @@ def path_scores(probabilities: Tensor, mask: Tensor, paths: Sequence[Sequence[in
         return []
     words = probabilities.size(1)
     padded = torch.tensor([list(p) + [0] * (words - len(p)) for p in paths], dtype=torch.long)
-    chosen = probabilities.gather(2, padded.to(probabilities.device).unsqueeze(2)).squeeze(
-        2
-    )  # (batch, words)
+    index = padded.to(probabilities.device).unsqueeze(2)  # (batch, words, 1)
+    chosen = probabilities.gather(2, index).squeeze(2)  # (batch, words)
     return [row[:n] for row, n in zip(chosen.float().tolist(), lengths, strict=True)]

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from ner.errors import DataError, user_errors
@@ -87,7 +88,7 @@ def annotate(predictor, records: list[dict], progress: bool) -> list[dict]:
     texts = [r for r in records if "text" in r]
     sentences = [r for r in records if "tokens" in r]
     for record, entities in zip(texts, predictor.entities([r["text"] for r in texts], progress), strict=True):
-        record["entities"] = [entity.to_dict() for entity in entities]
+        record["entities"] = [asdict(entity) for entity in entities]
     for record, tagged in zip(
         sentences, predictor.tag([r["tokens"] for r in sentences], progress), strict=True
     ):
@@ -102,7 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto", help="input format")
     parser.add_argument("--output", "-o", help="write JSON lines here instead of stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per forward pass")
-    parser.add_argument("--max-length", type=int, default=128, help="subwords per window (as in training)")
+    parser.add_argument("--max-length", type=int, help="subwords per window (default: as in training)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument(
         "--precision",

@@ -2,8 +2,9 @@
 
 Raw text is cut into sentences and GENIA-style tokens (`ner.inference.text`), so the model sees the kind
 of words it was trained on; every sentence then goes through the training path unchanged: `word_pieces`,
-`encode_sentence` (long sentences windowed, never cut), `collate`, the model, the head's `decode` and
-`scores`, and `merge_windows`. Batches are sorted by length to keep padding small.
+`encode_sentence` (long sentences windowed as in training, never cut), `collate` and
+`NerTagger.decode_batch` (windows merged back into sentences, then decoded by the head). Batches are
+sorted by length to keep padding small.
 
     predictor = Predictor.from_checkpoint("outputs/quickstart/checkpoints/last.ckpt")
     predictor.predict("IL-2 gene expression requires NF-kappa B in T cells.")
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pickle
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.progress import Progress
 from transformers import PreTrainedTokenizerBase
 
-from ner.data.windows import collate, encode_sentence, merge_windows, special_tokens, word_pieces
+from ner.data.windows import collate, encode_sentence, special_tokens, word_pieces
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
 from ner.inference.text import Token, split_sentences
@@ -51,9 +52,6 @@ class Entity:
     text: str
     score: float
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class TaggedSentence:
@@ -72,13 +70,8 @@ def tokenizer_from_files(files: dict[str, bytes]) -> PreTrainedTokenizerBase:
         return load_tokenizer(folder)
 
 
-def load_checkpoint(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[NerTagger, PreTrainedTokenizerBase]:
-    """The model (eval mode, on `device`) and its tokenizer from a checkpoint alone, offline.
-
-    Older checkpoints without tokenizer files fall back to the encoder named in their hyperparameters.
-    """
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> NerTagger:
+    """The model of a checkpoint, in eval mode on `device`; a NerError for a missing or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise NerError(f"{path}: checkpoint not found")
@@ -95,9 +88,19 @@ def load_checkpoint(
         raise NerError(
             f"{path}: not a checkpoint of this project ({type(error).__name__}: {detail})"
         ) from None
+    return model.to(device).eval()
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[NerTagger, PreTrainedTokenizerBase]:
+    """The model (eval mode, on `device`) and its tokenizer from a checkpoint alone, offline.
+
+    Older checkpoints without tokenizer files fall back to the encoder named in their hyperparameters.
+    """
+    model = load_model(path, device)
     files = model.tokenizer_files
-    tokenizer = tokenizer_from_files(files) if files else load_tokenizer(model.hparams.encoder)
-    return model.to(device).eval(), tokenizer
+    return model, tokenizer_from_files(files) if files else load_tokenizer(model.hparams.encoder)
 
 
 class Predictor:
@@ -105,9 +108,9 @@ class Predictor:
 
     Args:
         model / tokenizer: from `load_checkpoint` (or `Predictor.from_checkpoint`).
-        max_length: subwords per window, special tokens included; use the value the model was trained
-            with (`data.max_length`, 128 by default). Longer sentences are windowed as in training.
-        stride: subwords between window starts (default: half a window, as in training).
+        max_length: subwords per window, special tokens included (default: the model's training value,
+            `data.max_length`, stored in the checkpoint). Longer sentences are windowed as in training.
+        stride: subwords between window starts (default: the training value, `data.stride`).
         batch_size: sentences per forward pass.
     """
 
@@ -115,10 +118,13 @@ class Predictor:
         self,
         model: NerTagger,
         tokenizer: PreTrainedTokenizerBase,
-        max_length: int = 128,
+        max_length: int | None = None,
         stride: int | None = None,
         batch_size: int = 32,
     ) -> None:
+        hparams = model.hparams  # checkpoints older than these keys were trained with the defaults
+        max_length = hparams.get("max_length", 128) if max_length is None else max_length
+        stride = hparams.get("stride") if stride is None else stride
         positions = getattr(model.encoder.config, "max_position_embeddings", None)
         if positions is not None and max_length > positions:
             raise NerError(f"max_length={max_length} exceeds the encoder's {positions} positions")
@@ -164,8 +170,7 @@ class Predictor:
         ]
         encoded.sort(key=lambda e: e.n_subwords)  # similar lengths together: little padding
         batches = [encoded[k : k + self.batch_size] for k in range(0, len(encoded), self.batch_size)]
-        console = Console(stderr=True)
-        with Progress(console=console, transient=True, disable=not progress) as bar:
+        with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
             task = bar.add_task("tagging", total=sum(len(b) for b in batches))
             for batch in batches:
                 tags, scores = self._run(batch)
@@ -178,18 +183,8 @@ class Predictor:
     @torch.inference_mode()
     def _run(self, items) -> tuple[list[list[int]], list[list[float]]]:
         batch = collate([(item, True) for item in items], self.tokenizer.pad_token_id)
-        device = self.device
-        emissions = self.model(
-            batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["word_index"].to(device)
-        )  # (windows, words, labels)
-        mask = batch["word_mask"].to(device)
-        paths = self.model.head.decode(emissions, mask)
-        confidences = self.model.head.scores(emissions, mask, paths)
-        owned, window_item = batch["window_owned"], batch["window_item"]
-        return (
-            merge_windows(paths, owned, window_item, len(items)),
-            merge_windows(confidences, owned, window_item, len(items)),
-        )
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return self.model.decode_batch(batch)
 
     def entities(self, texts: Sequence[str], progress: bool = False) -> list[list[Entity]]:
         """Entities of each raw text, with character offsets into that text."""

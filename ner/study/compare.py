@@ -2,14 +2,14 @@
 
 Input: run folders. Each contributes the arms evaluated next to it (`eval/<arm>.json`, see
 `ner.study.evaluate_arms`) or, for a plain run without `eval/`, itself as one arm named after its head (and
-decode mode when not the default). `eval/card-<arm>.json` files feed the model card section.
+decode mode when not per-word argmax). `eval/card-<arm>.json` files feed the model card section.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 
 from ner.data.reader import read_iob2
 from ner.errors import NerError
+from ner.evaluation.run_folder import RunFolder
 from ner.study.arms import Arm
 from ner.study.evaluate_arms import native_arm, trained_decode
 from ner.study.protocol import ALONE, CARD_LABEL, LADDER
@@ -28,14 +29,12 @@ HONEST = (
     "honest: epoch selected on dev, official JNLPBA 2004 rules (evalIOB2.pl), every word of every sentence; "
     "macro = unweighted mean over types"
 )
-METRICS = ("test_f1", "test_macro_f1", "test_precision", "test_recall", "dev_f1")
 
 
 @dataclass(frozen=True)
 class ArmRun:
     """One arm's result on one run (one seed)."""
 
-    arm: str
     run_dir: Path
     result: dict
 
@@ -44,25 +43,26 @@ class ArmRun:
         return int(self.result["seed"])
 
 
-def collect(run_dirs: Sequence[str | Path]) -> tuple[dict[str, list[ArmRun]], dict[str, list[ArmRun]]]:
-    """`(honest arms, card arms)`: `{arm: [one ArmRun per run]}`, arms in order of first appearance."""
-    honest: dict[str, list[ArmRun]] = {}
-    card: dict[str, list[ArmRun]] = {}
-    for run_dir in map(Path, run_dirs):
-        metrics_path = run_dir / "metrics.json"
-        if not metrics_path.exists():
-            raise NerError(f"{run_dir}: no metrics.json (not a finished run)")
-        results = [(p, json.loads(p.read_text())) for p in sorted((run_dir / "eval").glob("*.json"))]
-        results.sort(key=lambda item: not item[1].get("native", False))  # the run's own arm first
-        if not any(r.get("protocol") == "honest" for _, r in results):  # a plain run: itself
-            metrics = json.loads(metrics_path.read_text())
-            head, decode = metrics["model"]["head"], trained_decode(run_dir)
-            name = head if decode in (head, "argmax") else f"{head}-{decode}"
-            results.append((metrics_path, native_arm(Arm(name, head), metrics, decode)))
-        for _, result in results:
-            target = card if result.get("protocol") == "card" else honest
-            target.setdefault(result["arm"], []).append(ArmRun(result["arm"], run_dir, result))
-    for arms in (honest, card):
+Arms = dict[str, list[ArmRun]]
+
+
+def collect(run_dirs: Sequence[str | Path], arm_order: Sequence[str] = ()) -> tuple[Arms, Arms]:
+    """`(honest arms, card arms)`: `{arm: [one ArmRun per run, by seed]}`; the arms named in `arm_order`
+    first, in that order, then the others as found (each run's own arm first)."""
+    found: dict[str, Arms] = {"honest": {}, "card": {}}
+    for run in map(RunFolder, run_dirs):
+        metrics = run.metrics  # a NerError when the run has not finished
+        results = [json.loads(p.read_text()) for p in sorted((run.path / "eval").glob("*.json"))]
+        results.sort(key=lambda result: not result.get("native", False))  # the run's own arm first
+        if not any(r.get("protocol") == "honest" for r in results):  # a plain run: itself
+            decode = trained_decode(run)
+            # per-word argmax is plain decoding; any other mode (viterbi) names the arm
+            name = run.head if decode in (run.head, "argmax") else f"{run.head}-{decode}"
+            results.append(native_arm(Arm(name, run.head), metrics, decode))
+        for result in results:
+            protocol = "card" if result.get("protocol") == "card" else "honest"
+            found[protocol].setdefault(result["arm"], []).append(ArmRun(run.path, result))
+    for arms in found.values():
         for name, runs in arms.items():
             seeds = [r.seed for r in runs]
             if len(set(seeds)) != len(seeds):
@@ -71,21 +71,20 @@ def collect(run_dirs: Sequence[str | Path]) -> tuple[dict[str, list[ArmRun]], di
                     f"{', '.join(str(r.run_dir) for r in runs)}"
                 )
             runs.sort(key=lambda r: r.seed)
+    rank = {name: k for k, name in enumerate(arm_order)}
+    honest, card = (
+        dict(sorted(a.items(), key=lambda item: rank.get(item[0], len(rank)))) for a in found.values()
+    )
     return honest, card
+
+
+def over(runs: Sequence[ArmRun], get: Callable[[dict], float]) -> dict:
+    """`summarize` over seeds of `get(result)`."""
+    return summarize([get(r.result) for r in runs])
 
 
 def arm_summary(runs: Sequence[ArmRun], types: Sequence[str]) -> dict:
     """Mean / std / min / max over seeds of the headline metrics and of each type's F1."""
-
-    def values(split: str, *keys: str) -> list[float]:
-        out = []
-        for run in runs:
-            value = run.result[split]
-            for key in keys:
-                value = value[key]
-            out.append(value)
-        return out
-
     first = runs[0].result
     return {
         "head": first["head"],
@@ -94,13 +93,13 @@ def arm_summary(runs: Sequence[ArmRun], types: Sequence[str]) -> dict:
         "seeds": [r.seed for r in runs],
         "runs": [str(r.run_dir) for r in runs],
         "metrics": {
-            "test_f1": summarize(values("test", "micro", "f1")),
-            "test_macro_f1": summarize(values("test", "macro", "f1")),
-            "test_precision": summarize(values("test", "micro", "precision")),
-            "test_recall": summarize(values("test", "micro", "recall")),
-            "dev_f1": summarize(values("dev", "micro", "f1")),
+            "test_f1": over(runs, lambda r: r["test"]["micro"]["f1"]),
+            "test_macro_f1": over(runs, lambda r: r["test"]["macro"]["f1"]),
+            "test_precision": over(runs, lambda r: r["test"]["micro"]["precision"]),
+            "test_recall": over(runs, lambda r: r["test"]["micro"]["recall"]),
+            "dev_f1": over(runs, lambda r: r["dev"]["micro"]["f1"]),
         },
-        "per_type_f1": {t: summarize(values("test", "per_type", t, "f1")) for t in types},
+        "per_type_f1": {t: over(runs, lambda r, t=t: r["test"]["per_type"][t]["f1"]) for t in types},
     }
 
 
@@ -123,9 +122,7 @@ def pooled_counts(
     return docs, total, unit
 
 
-def significance(
-    honest: dict[str, list[ArmRun]], types: Sequence[str], resamples: int, seed: int
-) -> list[dict]:
+def significance(honest: Arms, types: Sequence[str], resamples: int, seed: int) -> list[dict]:
     """Every pair of arms (in arm order), on the seeds both have: F1(second) - F1(first), micro and macro."""
     tests = []
     for a, b in combinations(honest, 2):
@@ -152,40 +149,30 @@ def significance(
 
 def card_summary(runs: Sequence[ArmRun]) -> dict:
     """The card protocol against the honest one on the same seeds: headline numbers and the ladder."""
-
-    def over(get) -> dict:
-        return summarize([get(r.result) for r in runs])
-
     return {
         "label": CARD_LABEL,
         "seeds": [r.seed for r in runs],
-        "card_micro_f1": over(lambda r: r["card"]["micro"]["f1"]),
-        "card_macro_avg_as_reported": over(lambda r: r["card"]["macro_avg_as_reported"]["f1"]),
-        "card_true_macro_f1": over(lambda r: r["card"]["true_macro"]["f1"]),
-        "honest_micro_f1": over(lambda r: r["honest"]["micro"]["f1"]),
-        "honest_macro_f1": over(lambda r: r["honest"]["macro"]["f1"]),
-        "inflation_micro_f1": over(lambda r: r["inflation"]["micro_f1"]),
-        "inflation_reported_macro": over(lambda r: r["inflation"]["reported_macro_vs_honest_macro_f1"]),
-        "words_dropped": over(lambda r: r["truncation"]["words_dropped"]),
+        "card_micro_f1": over(runs, lambda r: r["card"]["micro"]["f1"]),
+        "card_macro_avg_as_reported": over(runs, lambda r: r["card"]["macro_avg_as_reported"]["f1"]),
+        "card_true_macro_f1": over(runs, lambda r: r["card"]["true_macro"]["f1"]),
+        "honest_micro_f1": over(runs, lambda r: r["honest"]["micro"]["f1"]),
+        "honest_macro_f1": over(runs, lambda r: r["honest"]["macro"]["f1"]),
+        "inflation_micro_f1": over(runs, lambda r: r["inflation"]["micro_f1"]),
+        "inflation_reported_macro": over(runs, lambda r: r["inflation"]["reported_macro_vs_honest_macro_f1"]),
+        "words_dropped": over(runs, lambda r: r["truncation"]["words_dropped"]),
         "ladder": [
             {
                 "step": label,
-                "f1": over(lambda r, k=k: r["ladder"][k]["f1"]),
-                "delta_f1": over(lambda r, k=k: r["ladder"][k].get("delta_f1", 0.0)),
+                "f1": over(runs, lambda r, k=k: r["ladder"][k]["f1"]),
+                "delta_f1": over(runs, lambda r, k=k: r["ladder"][k].get("delta_f1", 0.0)),  # 0 for the first
             }
             for k, (label, _, _) in enumerate(LADDER)
         ],
         "alone": [
-            {"factor": label, "delta_f1": over(lambda r, k=k: r["alone"][k]["delta_f1"])}
+            {"factor": label, "delta_f1": over(runs, lambda r, k=k: r["alone"][k]["delta_f1"])}
             for k, (label, _, _) in enumerate(ALONE)
         ],
     }
-
-
-def ordered(arms: dict[str, list[ArmRun]], order: Sequence[str]) -> dict[str, list[ArmRun]]:
-    """The arms named in `order` first, in that order, then the others as found."""
-    rank = {name: k for k, name in enumerate(order)}
-    return dict(sorted(arms.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
 def compare(
@@ -198,8 +185,7 @@ def compare(
     """The whole comparison as a JSON-ready dict (`comparison.json`); run paths relative to `out_dir`.
 
     Arms appear in `arm_order`, then as found (each run's own arm first)."""
-    honest, card = collect(run_dirs)
-    honest, card = ordered(honest, arm_order), ordered(card, arm_order)
+    honest, card = collect(run_dirs, arm_order)
     if not honest:
         raise NerError("nothing to compare: no finished runs")
     labels = next(iter(honest.values()))[0].result["test"]["per_type"]

@@ -1,9 +1,10 @@
 """Evaluation arms of one finished run, written next to it: `RUN/eval/<arm>.json` (+ its predictions).
 
-- An arm that decodes as the run was trained (softmax/argmax, crf) is the run's own result: `metrics.json`.
-- A decode-only arm (softmax + constrained Viterbi) re-decodes every kept epoch checkpoint
-  (`checkpoints/epochN.ckpt`), selects the epoch by dev F1 *under that decoding*, and scores it on test.
-  Without per-epoch checkpoints it falls back to the argmax-selected best checkpoint, and says so.
+- An arm without `decode` (or with the run's own, `metrics.json` `model.decode`) is the run's own result.
+- A decode-only arm (softmax + constrained Viterbi: another decode mode of the head) re-decodes every
+  kept epoch checkpoint (`checkpoints/epochN.ckpt`), selects the epoch by dev F1 *under that decoding*,
+  and scores it on test. Without per-epoch checkpoints it falls back to the argmax-selected best
+  checkpoint, and says so.
 - The model card protocol (`RUN/eval/card-<arm>.json`) re-scores the test predictions of every epoch.
 Each (checkpoint, split) is decoded once, in every mode needed, into `RUN/eval/epochs/epochN/<mode>/`;
 files are written atomically and anything already there is reused, so evaluation is restartable.
@@ -11,110 +12,96 @@ files are written atomically and anything already there is reused, so evaluation
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 
 from ner.data.reader import Sentence, read_iob2
 from ner.encoders import load_tokenizer
 from ner.errors import NerError
-from ner.evaluation.evaluate import (
-    best_checkpoint,
-    datamodule_for_run,
-    decode_checkpoint,
-    epoch_checkpoints,
-    load_run_config,
-    predictions_text,
-)
+from ner.evaluation.evaluate import decode_checkpoint, predictions_text
+from ner.evaluation.run_folder import RunFolder
 from ner.files import atomic_write_text, write_json
 from ner.metrics import score_sentences
 from ner.study.arms import Arm
 from ner.study.protocol import CARD_LABEL, CARD_MAX_LENGTH, card_protocol, kept_words
-from ner.tags import types_of
-
-
-def arm_file(run_dir: Path, arm: str) -> Path:
-    return run_dir / "eval" / f"{arm}.json"
-
-
-def card_file(run_dir: Path, arm: str) -> Path:
-    return run_dir / "eval" / f"card-{arm}.json"
 
 
 class EpochDecodes:
     """Predictions of a run's epoch checkpoints, decoded on demand and kept as files."""
 
-    def __init__(
-        self, run_dir: Path, trained: str, device: str = "auto", log: Callable[[str], None] = print
-    ) -> None:
-        self.run_dir, self.trained, self.device, self.log = run_dir, trained, device, log
-        self.checkpoints = epoch_checkpoints(run_dir)
+    def __init__(self, run: RunFolder, trained: str, device: str, log: Callable) -> None:
+        self.run, self.trained, self.device, self.log = run, trained, device, log
+        self.checkpoints = run.epoch_checkpoints()
         self.per_epoch = bool(self.checkpoints)
         if not self.per_epoch:  # trained without keep_epoch_checkpoints: only the dev-selected epoch
-            epoch, path = best_checkpoint(run_dir)
+            epoch, path = run.best_checkpoint()
             self.checkpoints = {epoch: path}
-        self._datamodule = None
 
-    @property
+    @cached_property
     def datamodule(self):
-        if self._datamodule is None:
-            self._datamodule = datamodule_for_run(self.run_dir)
-        return self._datamodule
+        return self.run.datamodule()
 
     def file(self, epoch: int, mode: str, split: str) -> Path:
-        return self.run_dir / "eval" / "epochs" / f"epoch{epoch}" / mode / f"{split}.iob2"
+        return self.run.path / "eval" / "epochs" / f"epoch{epoch}" / mode / f"{split}.iob2"
 
-    def ensure(self, epochs: Sequence[int], split: str, modes: Sequence[str]) -> None:
-        """Decode `split` with each checkpoint of `epochs` in the `modes` not on disk (one forward pass)."""
-        for epoch in epochs:
+    def ensure(self, split: str, modes: Sequence[str], epochs: Sequence[int] | None = None) -> None:
+        """Decode `split` with each checkpoint (of `epochs`) in the `modes` not on disk (one forward pass)."""
+        for epoch in self.checkpoints if epochs is None else epochs:
             missing = [m for m in modes if not self.file(epoch, m, split).exists()]
             if not missing:
                 continue
             checkpoint = self.checkpoints[epoch]
-            self.log(f"{self.run_dir.name}: decoding {split} with {checkpoint.name} ({', '.join(missing)})")
+            self.log(f"{self.run.path.name}: decoding {split} with {checkpoint.name} ({', '.join(missing)})")
             as_asked = [None if m == self.trained else m for m in missing]  # None: the head as trained
             decoded = decode_checkpoint(checkpoint, self.datamodule, [split], as_asked, self.device)
             for mode, asked in zip(missing, as_asked, strict=True):
                 text = predictions_text(self.datamodule, split, decoded[asked][split])
                 atomic_write_text(self.file(epoch, mode, split), text)
 
-    def read(self, epoch: int, mode: str, split: str, types: Sequence[str]) -> list[Sentence]:
-        return read_iob2(self.file(epoch, mode, split), types, with_predictions=True).sentences
+    def read(self, epoch: int, mode: str, split: str) -> list[Sentence]:
+        return read_iob2(self.file(epoch, mode, split), self.run.types, with_predictions=True).sentences
+
+    def scores(self, epoch: int, mode: str, split: str) -> dict:
+        sentences = self.read(epoch, mode, split)
+        return score_sentences([s.tags for s in sentences], [s.predicted for s in sentences], self.run.types)
+
+    def dev_selected(self, mode: str) -> tuple[int, dict[int, dict]]:
+        """The epoch of the highest dev F1 decoded with `mode` (earliest on ties, as ModelCheckpoint), and
+        every epoch's dev scores."""
+        self.ensure("dev", [mode])
+        dev = {e: self.scores(e, mode, "dev") for e in self.checkpoints}
+        return max(dev, key=lambda e: dev[e]["micro"]["f1"]), dev
 
 
-def score_file_sentences(sentences: Sequence[Sentence], types: Sequence[str]) -> dict:
-    return score_sentences([s.tags for s in sentences], [s.predicted for s in sentences], types)
+def arm_result(arm: Arm, metrics: dict, decode: str) -> dict:
+    """The fields every arm file starts with."""
+    return {"arm": arm.name, "head": metrics["model"]["head"], "decode": decode, "seed": metrics["seed"]}
 
 
 def native_arm(arm: Arm, metrics: dict, trained: str) -> dict:
     """An arm that is the run itself (decoded as trained, `trained`): its metrics.json, relabelled."""
     return {
-        "arm": arm.name,
+        **arm_result(arm, metrics, trained),
         "protocol": "honest",
         "native": True,  # the run's own result, not a re-decoding
-        "head": metrics["model"]["head"],
-        "decode": trained,
-        "seed": metrics["seed"],
         "selection": metrics["protocol"]["selection"],
         "dev_is_test": metrics["protocol"]["dev_is_test"],
         "epoch": metrics["best_epoch"],
-        "dev": metrics["dev"],
-        "test": metrics["test"],
+        **{split: metrics[split] for split in ("dev", "test")},
         "predictions": {"dev": "predictions/dev.iob2", "test": "predictions/test.iob2"},
     }
 
 
-def decoded_arm(run_dir: Path, arm: Arm, metrics: dict, decodes: EpochDecodes, types: Sequence[str]) -> dict:
+def decoded_arm(arm: Arm, metrics: dict, decodes: EpochDecodes) -> dict:
     """A decode-only arm: epoch selected by dev F1 under the arm's decoding, then scored on test."""
-    epochs = list(decodes.checkpoints)
-    decodes.ensure(epochs, "dev", [arm.decode])
-    dev = {e: score_file_sentences(decodes.read(e, arm.decode, "dev", types), types) for e in epochs}
-    epoch = max(epochs, key=lambda e: dev[e]["micro"]["f1"])  # earliest on ties, as ModelCheckpoint
-    decodes.ensure([epoch], "test", [arm.decode])
-    test_sentences = decodes.read(epoch, arm.decode, "test", types)
-    out = run_dir / "eval" / arm.name / "predictions"
-    for split in ("dev", "test"):
-        atomic_write_text(out / f"{split}.iob2", decodes.file(epoch, arm.decode, split).read_text())
+    epoch, dev = decodes.dev_selected(arm.decode)
+    decodes.ensure("test", [arm.decode], [epoch])
+    predictions = {
+        split: str(Path("eval", arm.name, "predictions", f"{split}.iob2")) for split in ("dev", "test")
+    }
+    for split, path in predictions.items():
+        atomic_write_text(decodes.run.path / path, decodes.file(epoch, arm.decode, split).read_text())
     if decodes.per_epoch:
         selection = f"dev F1 under {arm.decode} decoding, over every epoch checkpoint"
     else:
@@ -122,75 +109,49 @@ def decoded_arm(run_dir: Path, arm: Arm, metrics: dict, decodes: EpochDecodes, t
             f"the argmax-selected best checkpoint (no per-epoch checkpoints), decoded with {arm.decode}"
         )
     return {
-        "arm": arm.name,
+        **arm_result(arm, metrics, arm.decode),
         "protocol": "honest",
         "native": False,
-        "head": metrics["model"]["head"],
-        "decode": arm.decode,
-        "seed": metrics["seed"],
         "selection": selection,
         "dev_is_test": metrics["protocol"]["dev_is_test"],
         "epoch": epoch,
         "dev": dev[epoch],
-        "test": score_file_sentences(test_sentences, types),
-        "epochs": [{"epoch": e, "dev_f1": dev[e]["micro"]["f1"]} for e in epochs],
-        "predictions": {s: str((out / f"{s}.iob2").relative_to(run_dir)) for s in ("dev", "test")},
+        "test": decodes.scores(epoch, arm.decode, "test"),
+        "epochs": [{"epoch": e, "dev_f1": scores["micro"]["f1"]} for e, scores in dev.items()],
+        "predictions": predictions,
     }
 
 
-def card_arm(
-    run_dir: Path, arm: Arm, mode: str, metrics: dict, decodes: EpochDecodes, types: Sequence[str]
-) -> dict:
+def card_arm(arm: Arm, mode: str, metrics: dict, decodes: EpochDecodes) -> dict:
     """The model card protocol on every epoch's test predictions, with the honest numbers beside it."""
     if not decodes.per_epoch:
         raise NerError(
-            f"{run_dir}: the card protocol selects an epoch on test and needs every epoch's "
+            f"{decodes.run.path}: the card protocol selects an epoch on test and needs every epoch's "
             "checkpoint; train with keep_epoch_checkpoints=true"
         )
-    epochs = list(decodes.checkpoints)
-    decodes.ensure(epochs, "test", [mode])
-    test = {e: decodes.read(e, mode, "test", types) for e in epochs}
-    gold = [s.tags for s in test[epochs[0]]]
-    if mode == decodes.trained:
-        dev_epoch = metrics["best_epoch"]
-    else:  # selected as the decode-only arm selects it
-        decodes.ensure(epochs, "dev", [mode])
-        dev_epoch = max(
-            epochs,
-            key=lambda e: score_file_sentences(decodes.read(e, mode, "dev", types), types)["micro"]["f1"],
-        )
-    config = load_run_config(run_dir)
-    kept = kept_words(
-        load_tokenizer(config.model.encoder), [s.tokens for s in test[epochs[0]]], CARD_MAX_LENGTH
-    )
-    result = card_protocol(
-        gold, {e: [s.predicted for s in sents] for e, sents in test.items()}, dev_epoch, kept, types
-    )
-    selected = test[result["selected_epoch"]]
+    decodes.ensure("test", [mode])
+    test = {e: decodes.read(e, mode, "test") for e in decodes.checkpoints}
+    # selected on dev as the decode-only arm selects it, unless the run itself is the arm
+    dev_epoch = metrics["best_epoch"] if mode == decodes.trained else decodes.dev_selected(mode)[0]
+    sentences = next(iter(test.values()))
+    tokenizer = load_tokenizer(decodes.datamodule.tokenizer_name)  # the run's own subwords
+    kept = kept_words(tokenizer, [s.tokens for s in sentences], CARD_MAX_LENGTH)
+    predicted = {e: [s.predicted for s in epoch] for e, epoch in test.items()}
+    result = card_protocol([s.tags for s in sentences], predicted, dev_epoch, kept, decodes.run.types)
     lines = []
-    for sentence, k in zip(selected, kept, strict=True):
-        lines += [
-            f"{t}\t{g}\t{p}"
-            for t, g, p in list(zip(sentence.tokens, sentence.tags, sentence.predicted, strict=True))[:k]
-        ]
+    for s, k in zip(test[result["selected_epoch"]], kept, strict=True):
+        lines += [f"{t}\t{g}\t{p}" for t, g, p in zip(s.tokens[:k], s.tags[:k], s.predicted[:k], strict=True)]
         lines.append("")
-    out = run_dir / "eval" / f"card-{arm.name}"
-    atomic_write_text(out / "PROTOCOL.txt", CARD_LABEL + "\n")
-    atomic_write_text(out / "predictions" / "test.truncated.iob2", "\n".join(lines) + "\n")
-    return {
-        "arm": arm.name,
-        "head": metrics["model"]["head"],
-        "decode": mode,
-        "seed": metrics["seed"],
-        **result,
-        "predictions": {"test": str((out / "predictions" / "test.truncated.iob2").relative_to(run_dir))},
-    }
+    out = Path("eval", f"card-{arm.name}")
+    atomic_write_text(decodes.run.path / out / "PROTOCOL.txt", CARD_LABEL + "\n")
+    predictions = {"test": str(out / "predictions" / "test.truncated.iob2")}
+    atomic_write_text(decodes.run.path / predictions["test"], "\n".join(lines) + "\n")
+    return {**arm_result(arm, metrics, mode), **result, "predictions": predictions}
 
 
-def trained_decode(run_dir: Path) -> str:
-    """How the run decodes as trained: the softmax head's decode mode, else the head's name (`crf`)."""
-    head = load_run_config(run_dir).head
-    return str(head.decode) if "decode" in head else str(head.name)
+def trained_decode(run: RunFolder) -> str:
+    """How the run decodes as trained: `metrics.json` `model.decode` (argmax, viterbi, crf), else its head."""
+    return str(run.metrics["model"].get("decode") or run.head)
 
 
 def evaluate_run(
@@ -198,41 +159,34 @@ def evaluate_run(
     arms: Sequence[Arm],
     card_arms: Sequence[Arm] = (),
     device: str = "auto",
-    redo: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
     """Write `eval/<arm>.json` for the arms of this run's head, and `eval/card-<arm>.json` for `card_arms`.
 
-    Skips result files already written unless `redo` (decoded predictions under `eval/epochs/` are always
-    reused). Returns the files written."""
-    run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.exists():
-        raise NerError(f"{run_dir}: no metrics.json, the run has not finished")
-    metrics = json.loads(metrics_path.read_text())
-    head, trained = metrics["model"]["head"], trained_decode(run_dir)
-    types = types_of(metrics["model"]["labels"])
-    arms = [a for a in arms if a.head == head and (redo or not arm_file(run_dir, a.name).exists())]
-    cards = [a for a in card_arms if a.head == head and (redo or not card_file(run_dir, a.name).exists())]
-    card_modes = {a.name: a.decode or trained for a in cards}
-    redecoded = {a.decode for a in arms if a.decode not in (None, trained)}
-    decodes = EpochDecodes(run_dir, trained, device, log) if redecoded or cards else None
-    if decodes is not None:  # plan first: each (checkpoint, split) decoded once, in every mode asked for
-        epochs = list(decodes.checkpoints)
-        dev_modes = redecoded | {m for m in card_modes.values() if m != trained}
-        if dev_modes:
-            decodes.ensure(epochs, "dev", sorted(dev_modes))
-        if cards and decodes.per_epoch:
-            decodes.ensure(epochs, "test", sorted(redecoded | set(card_modes.values())))
+    Skips result files already written (decoded predictions under `eval/epochs/` are reused too). Returns
+    the files written."""
+    run = RunFolder(run_dir)
+    metrics, trained = run.metrics, trained_decode(run)
+
+    def todo(candidates: Sequence[Arm], prefix: str) -> dict[Path, Arm]:
+        files = {run.path / "eval" / f"{prefix}{a.name}.json": a for a in candidates if a.head == run.head}
+        return {path: arm for path, arm in files.items() if not path.exists()}
+
+    arms, cards = todo(arms, ""), todo(card_arms, "card-")
+    redecoded = {a.decode for a in arms.values() if a.decode not in (None, trained)}
+    card_modes = {a.decode or trained for a in cards.values()}
+    decodes = EpochDecodes(run, trained, device, log) if redecoded or cards else None
+    # plan first: each (checkpoint, split) decoded once, in every mode asked for
+    if redecoded or card_modes - {trained}:
+        decodes.ensure("dev", sorted(redecoded | card_modes - {trained}))
+    if cards and decodes.per_epoch:
+        decodes.ensure("test", sorted(redecoded | card_modes))
 
     written = []
-    for arm in arms:
-        if arm.decode in (None, trained):
-            result = native_arm(arm, metrics, trained)
-        else:
-            result = decoded_arm(run_dir, arm, metrics, decodes, types)
-        written.append(write_json(arm_file(run_dir, arm.name), result))
-    for arm in cards:
-        result = card_arm(run_dir, arm, card_modes[arm.name], metrics, decodes, types)
-        written.append(write_json(card_file(run_dir, arm.name), result))
+    for path, arm in arms.items():
+        native = arm.decode in (None, trained)
+        result = native_arm(arm, metrics, trained) if native else decoded_arm(arm, metrics, decodes)
+        written.append(write_json(path, result))
+    for path, arm in cards.items():
+        written.append(write_json(path, card_arm(arm, arm.decode or trained, metrics, decodes)))
     return written

@@ -18,7 +18,7 @@ from itertools import pairwise
 from transformers import PreTrainedTokenizerBase
 
 from ner.data.windows import special_tokens, word_pieces
-from ner.metrics import COUNT_NAMES, count_sentence, scores_from_counts
+from ner.metrics import COUNT_NAMES, EntityF1, scores_from_counts
 
 CARD_MAX_LENGTH = 128
 CARD_LABEL = (
@@ -26,7 +26,6 @@ CARD_LABEL = (
     "words past 128 subwords dropped from gold and prediction, seqeval's lenient default mode, "
     "'macro avg' = support-weighted average"
 )
-VARIANTS = ("official_full", "official_truncated", "seqeval_full", "seqeval_truncated")
 # (label, epoch selected on, variant): each step adds one of the card's choices to the one before.
 LADDER = (
     ("honest: dev-selected epoch, official rules, whole sentences", "dev", "official_full"),
@@ -62,59 +61,27 @@ def kept_words(
     return kept
 
 
-def sum_counts(gold: Tags, pred: Tags, types: Sequence[str]) -> dict[str, list[int]]:
-    """Per-type counts (`COUNT_NAMES`) summed over sentences."""
-    total = {name: [0] * len(types) for name in COUNT_NAMES}
-    for g, p in zip(gold, pred, strict=True):
-        for name, values in count_sentence(g, p, types).items():
-            total[name] = [a + b for a, b in zip(total[name], values, strict=True)]
-    return total
-
-
-def score_counts(counts: Mapping[str, Sequence[int]], types: Sequence[str], scorer: str) -> dict:
-    """micro / macro / weighted / per_type under the official rules or seqeval's default mode."""
-    if scorer == "seqeval":
-        counts = {
-            **{name: [0] * len(types) for name in COUNT_NAMES},
-            "tp": counts["seqeval_tp"],
-            "n_pred": counts["seqeval_n_pred"],
-            "n_gold": counts["seqeval_n_gold"],
-        }
-    elif scorer != "official":
-        raise ValueError(f"unknown scorer {scorer!r}")
-    scores = scores_from_counts(types, counts)
-    return {key: scores[key] for key in ("micro", "macro", "weighted", "per_type")}
-
-
 def variant_scores(gold: Tags, pred: Tags, kept: Sequence[int], types: Sequence[str]) -> dict[str, dict]:
     """The four variants (official|seqeval x full|truncated) of one epoch's test predictions."""
-    full = sum_counts(gold, pred, types)
-    truncated = sum_counts(
+    truncated = (
         [g[:k] for g, k in zip(gold, kept, strict=True)],
         [p[:k] for p, k in zip(pred, kept, strict=True)],
-        types,
     )
-    return {
-        f"{scorer}_{length}": score_counts(counts, types, scorer)
-        for scorer in ("official", "seqeval")
-        for length, counts in (("full", full), ("truncated", truncated))
-    }
+    scores = {}
+    for length, (g, p) in (("full", (gold, pred)), ("truncated", truncated)):
+        metric = EntityF1(types)
+        metric.update(g, p)
+        official = {name: getattr(metric, name).tolist() for name in COUNT_NAMES}
+        seqeval = {**official, **{name: official[f"seqeval_{name}"] for name in ("tp", "n_pred", "n_gold")}}
+        for scorer, counts in (("official", official), ("seqeval", seqeval)):
+            scores[f"{scorer}_{length}"] = scores_from_counts(metric.types, counts)
+    return scores
 
 
 def summary(scores: dict) -> dict[str, float]:
-    micro = scores["micro"]
-    return {
-        "f1": micro["f1"],
-        "precision": micro["precision"],
-        "recall": micro["recall"],
-        "macro_f1": scores["macro"]["f1"],
-        "weighted_f1": scores["weighted"]["f1"],
-    }
-
-
-def best_epoch(by_epoch: Mapping[int, dict], variant: str) -> int:
-    """The epoch with the highest micro F1 under `variant` (the earliest on ties, like ModelCheckpoint)."""
-    return max(sorted(by_epoch), key=lambda e: by_epoch[e][variant]["micro"]["f1"])
+    """One variant's row of the ladder: micro P / R / F1, macro F1 and support-weighted F1."""
+    micro = {key: scores["micro"][key] for key in ("f1", "precision", "recall")}
+    return {**micro, "macro_f1": scores["macro"]["f1"], "weighted_f1": scores["weighted"]["f1"]}
 
 
 def card_protocol(
@@ -133,7 +100,9 @@ def card_protocol(
     by_epoch = {e: variant_scores(gold, pred, kept, types) for e, pred in sorted(test_by_epoch.items())}
 
     def step(label: str, selected_on: str, variant: str) -> dict:
-        epoch = dev_epoch if selected_on == "dev" else best_epoch(by_epoch, variant)
+        # on test: the highest micro F1 under `variant`, the earliest on ties (like ModelCheckpoint)
+        best = max(by_epoch, key=lambda e: by_epoch[e][variant]["micro"]["f1"])
+        epoch = dev_epoch if selected_on == "dev" else best
         return {
             "step": label,
             "epoch": epoch,
@@ -145,10 +114,9 @@ def card_protocol(
     ladder = [step(*spec) for spec in LADDER]
     for previous, current in pairwise(ladder):
         current["delta_f1"] = current["f1"] - previous["f1"]
-    honest_row = ladder[0]
     alone = [step(*spec) for spec in ALONE]
     for row in alone:
-        row["delta_f1"] = row["f1"] - honest_row["f1"]
+        row["delta_f1"] = row["f1"] - ladder[0]["f1"]
     card_epoch = ladder[-1]["epoch"]
     card, honest = by_epoch[card_epoch]["seqeval_truncated"], by_epoch[dev_epoch]["official_full"]
     words = sum(len(g) for g in gold)

@@ -1,28 +1,44 @@
-"""The comparison as tables: each table built once as rows, rendered with rich (terminal) or as Markdown."""
+"""The comparison as `ner.tables.Table`s with a note each: printed with rich, written as Markdown."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from ner.study.compare import HONEST
+from ner.files import atomic_write_text, write_json
+from ner.study.compare import HONEST, compare
+from ner.study.plots import plot_all
 from ner.study.protocol import CARD_LABEL
+from ner.tables import Table
+
+ARM_COLUMNS = {
+    "test F1": "test_f1",
+    "test macro F1": "test_macro_f1",
+    "precision": "test_precision",
+    "recall": "test_recall",
+    "dev F1": "dev_f1",
+}
+# row label -> (the card's number, the honest one) in a comparison's `card_protocol` entry
+CARD_HEADLINE = {
+    "micro F1": ("card_micro_f1", "honest_micro_f1"),
+    "'macro avg' as the card reports it (support-weighted)": (
+        "card_macro_avg_as_reported",
+        "honest_macro_f1",
+    ),
+    "true macro F1 (unweighted)": ("card_true_macro_f1", "honest_macro_f1"),
+}
+LADDER_NOTE = (
+    "Each step adds one of the card's choices to the step above (its epoch re-selected on test under that "
+    "scoring); 'alone' adds one choice to the honest protocol."
+)
 
 
-@dataclass(frozen=True)
-class Rows:
-    title: str
-    headers: tuple[str, ...]
-    rows: list[tuple[str, ...]]
-    note: str = ""
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.2f}"
+def pct(value: float, sign: str = "") -> str:
+    return f"{100 * value:{sign}.2f}"
 
 
 def spread(summary: dict) -> str:
@@ -32,174 +48,113 @@ def spread(summary: dict) -> str:
     return f"{pct(summary['mean'])} ± {pct(summary['std'])} [{pct(summary['min'])}–{pct(summary['max'])}]"
 
 
-def signed(value: float) -> str:
-    return f"{100 * value:+.2f}"
-
-
 def p_value(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def arms_rows(comparison: dict) -> Rows:
-    headers = ("arm", "decode", "seeds", "test F1", "test macro F1", "precision", "recall", "dev F1")
-    rows = []
-    for name, arm in comparison["arms"].items():
-        m = arm["metrics"]
-        rows.append(
-            (
-                name,
-                arm["decode"],
-                ",".join(map(str, arm["seeds"])),
-                *(
-                    spread(m[k])
-                    for k in ("test_f1", "test_macro_f1", "test_precision", "test_recall", "dev_f1")
-                ),
-            )
-        )
-    note = (
-        f"{HONEST}. Percent; mean ± std over seeds (n-1) [min–max]; epoch per arm: {_selections(comparison)}"
-    )
-    return Rows("Arms (honest protocol)", headers, rows, note)
-
-
-def _selections(comparison: dict) -> str:
-    return "; ".join(f"{name}: {arm['selection']}" for name, arm in comparison["arms"].items())
-
-
-def per_type_rows(comparison: dict) -> Rows:
-    arms = list(comparison["arms"])
+def arm_tables(comparison: dict) -> list[tuple[Table, str]]:
+    """The arms, their per-type F1 and the paired tests, each with the note printed under it."""
+    arms, tests = comparison["arms"], comparison["significance"]
     rows = [
-        (t, *(spread(comparison["arms"][a]["per_type_f1"][t]) for a in arms)) for t in comparison["types"]
+        {
+            "arm": name,
+            "decode": arm["decode"],
+            "seeds": ",".join(map(str, arm["seeds"])),
+            **{column: spread(arm["metrics"][key]) for column, key in ARM_COLUMNS.items()},
+        }
+        for name, arm in arms.items()
     ]
-    return Rows(
-        "Test F1 per entity type (honest protocol)", ("type", *arms), rows, "Percent, mean ± std [min–max]."
-    )
-
-
-def significance_rows(comparison: dict) -> Rows:
-    headers = (
-        "b vs a",
-        "seeds",
-        "pooled F1 a",
-        "pooled F1 b",
-        "Δ micro F1 [95% CI]",
-        "p boot",
-        "p AR",
-        "Δ macro F1 [95% CI]",
-        "p boot",
-        "p AR",
-    )
-    rows = []
-    for test in comparison["significance"]:
+    selections = "; ".join(f"{name}: {arm['selection']}" for name, arm in arms.items())
+    per_type = [
+        {"type": t, **{name: spread(arm["per_type_f1"][t]) for name, arm in arms.items()}}
+        for t in comparison["types"]
+    ]
+    pairs = []
+    for test in tests:
         a, b = test["a"], test["b"]
-        cells = [
-            f"{b} vs {a}",
-            ",".join(map(str, test["seeds"])),
-            pct(test["pooled_f1"][a]),
-            pct(test["pooled_f1"][b]),
-        ]
+        row = {
+            "b vs a": f"{b} vs {a}",
+            "seeds": ",".join(map(str, test["seeds"])),
+            "pooled F1 a": pct(test["pooled_f1"][a]),
+            "pooled F1 b": pct(test["pooled_f1"][b]),
+        }
         for metric in ("micro", "macro"):
             t = test[metric]
-            cells += [
-                f"{signed(t['difference'])} [{signed(t['ci_low'])}, {signed(t['ci_high'])}]",
-                p_value(t["p_bootstrap"]),
-                p_value(t["p_randomization"]),
-            ]
-        rows.append(tuple(cells))
-    units = sorted({test["resampled"] for test in comparison["significance"]})
-    note = f"{comparison['significance_method']}. Resampled: {', '.join(units)}."
-    return Rows("Paired significance on the test set", headers, rows, note)
-
-
-def card_rows(comparison: dict) -> list[Rows]:
-    tables = []
-    for arm, card in comparison["card_protocol"].items():
-        headline = [
-            (
-                "micro F1",
-                spread(card["card_micro_f1"]),
-                spread(card["honest_micro_f1"]),
-                signed(card["inflation_micro_f1"]["mean"]),
-            ),
-            (
-                "'macro avg' as the card reports it (support-weighted)",
-                spread(card["card_macro_avg_as_reported"]),
-                spread(card["honest_macro_f1"]),
-                signed(card["inflation_reported_macro"]["mean"]),
-            ),
-            (
-                "true macro F1 (unweighted)",
-                spread(card["card_true_macro_f1"]),
-                spread(card["honest_macro_f1"]),
-                signed(card["card_true_macro_f1"]["mean"] - card["honest_macro_f1"]["mean"]),
-            ),
-        ]
-        tables.append(
-            Rows(
-                f"MODEL CARD PROTOCOL vs honest, arm {arm}, seeds {card['seeds']}",
-                ("", "card protocol", "honest", "inflation (mean)"),
-                headline,
-                CARD_LABEL,
+            row[f"Δ {metric} F1 [95% CI]"] = (
+                f"{pct(t['difference'], '+')} [{pct(t['ci_low'], '+')}, {pct(t['ci_high'], '+')}]"
             )
-        )
-        ladder = [
-            (row["step"], spread(row["f1"]), spread(row["delta_f1"]) if k else "")
-            for k, row in enumerate(card["ladder"])
-        ]
-        ladder += [(f"alone: {row['factor']}", "", spread(row["delta_f1"])) for row in card["alone"]]
-        tables.append(
-            Rows(
-                f"From the honest number to the card's, arm {arm} (micro F1)",
-                ("step", "micro F1", "Δ F1"),
-                ladder,
-                "Each step adds one of the card's choices to the step above (its epoch re-selected on "
-                "test under that scoring); 'alone' adds one choice to the honest protocol.",
-            )
-        )
-    return tables
-
-
-def all_rows(comparison: dict) -> list[Rows]:
+            row[f"p boot ({metric})"] = p_value(t["p_bootstrap"])
+            row[f"p AR ({metric})"] = p_value(t["p_randomization"])
+        pairs.append(row)
+    units = ", ".join(sorted({test["resampled"] for test in tests}))
     return [
-        arms_rows(comparison),
-        per_type_rows(comparison),
-        significance_rows(comparison),
-        *card_rows(comparison),
+        (
+            Table("Arms (honest protocol)", rows),
+            f"{HONEST}. Percent; mean ± std over seeds (n-1) [min–max]; epoch per arm: {selections}",
+        ),
+        (Table("Test F1 per entity type (honest protocol)", per_type), "Percent, mean ± std [min–max]."),
+        (
+            Table("Paired significance on the test set", pairs),
+            f"{comparison['significance_method']}. Resampled: {units}.",
+        ),
     ]
 
 
-def rich_table(rows: Rows) -> Table:
-    table = Table(
-        title=escape(rows.title), title_justify="left", caption=escape(rows.note), caption_justify="left"
+def card_tables(arm: str, card: dict) -> list[tuple[Table, str]]:
+    """The card protocol's headline numbers against the honest ones, and the ladder between them."""
+    rows = [
+        {
+            "": label,
+            "card protocol": spread(card[card_key]),
+            "honest": spread(card[honest_key]),
+            "inflation (mean)": pct(card[card_key]["mean"] - card[honest_key]["mean"], "+"),
+        }
+        for label, (card_key, honest_key) in CARD_HEADLINE.items()
+    ]
+    ladder = [
+        {"step": row["step"], "micro F1": spread(row["f1"]), "Δ F1": spread(row["delta_f1"]) if k else ""}
+        for k, row in enumerate(card["ladder"])
+    ]
+    ladder += [
+        {"step": f"alone: {row['factor']}", "micro F1": "", "Δ F1": spread(row["delta_f1"])}
+        for row in card["alone"]
+    ]
+    return [
+        (Table(f"MODEL CARD PROTOCOL vs honest, arm {arm}, seeds {card['seeds']}", rows), CARD_LABEL),
+        (Table(f"From the honest number to the card's, arm {arm} (micro F1)", ladder), LADDER_NOTE),
+    ]
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; wide when writing to a file or pipe (a log), where rich would assume 80 columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160, soft_wrap=True)
+
+
+def report(
+    run_dirs: Sequence[Path],
+    out_dir: Path,
+    resamples: int = 10_000,
+    seed: int = 0,
+    arm_order: Sequence[str] = (),
+    out: Console | None = None,
+) -> dict:
+    """Compare the runs (`ner.study.compare`), print the tables on `out`, write comparison.json,
+    comparison.md and the PNG plots into `out_dir`."""
+    out = out or make_console()
+    comparison = compare(run_dirs, out_dir, resamples, seed, arm_order)
+    tables = arm_tables(comparison)
+    for arm, card in comparison["card_protocol"].items():
+        tables += card_tables(arm, card)
+    for table, note in tables:
+        out.print(table)
+        out.print(escape(note), style="dim")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = "\n".join(
+        f"### {table.title}\n\n{table.to_markdown()}\n\n_{note}_\n" for table, note in tables
     )
-    for k, header in enumerate(rows.headers):
-        table.add_column(escape(header), justify="left" if k == 0 else "right")
-    for row in rows.rows:
-        table.add_row(*map(escape, row))
-    return table
-
-
-def markdown_table(rows: Rows) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-    out = [
-        f"### {rows.title}",
-        "",
-        line(rows.headers),
-        "|" + "|".join(["---"] + ["---:"] * (len(rows.headers) - 1)) + "|",
-    ]
-    out += [line(r) for r in rows.rows]
-    if rows.note:
-        out += ["", f"_{rows.note}_"]
-    return "\n".join(out) + "\n"
-
-
-def markdown(comparison: dict) -> str:
-    return "\n".join(markdown_table(rows) for rows in all_rows(comparison))
-
-
-def print_comparison(comparison: dict, console: Console | None = None) -> None:
-    console = console or Console()
-    for rows in all_rows(comparison):
-        console.print(rich_table(rows))
+    written = [write_json(out_dir / "comparison.json", comparison)]
+    written += [atomic_write_text(out_dir / "comparison.md", markdown), *plot_all(comparison, out_dir)]
+    for path in written:
+        out.print(f"wrote {path}")
+    return comparison

@@ -6,20 +6,22 @@ pooled: each arm's counts per abstract are summed over its seeds, and both arms 
 resample compares the arms on the same abstracts and the same seeds. F1 is recomputed from the summed counts
 of every resample, never averaged over documents.
 
-- Paired bootstrap: draw abstracts with replacement; the percentile interval of F1(B) - F1(A) is the
-  confidence interval, and the two-sided p-value is twice the share of resamples on the far side of 0
-  (add-one smoothed).
-- Approximate randomization: swap the two arms' counts on each abstract with probability 1/2; p is the
-  share of shuffles with a difference at least as large as observed (add-one smoothed).
+- Paired bootstrap (`scipy.stats.bootstrap`, paired, percentile): draw abstracts with replacement; the
+  percentile interval of F1(B) - F1(A) is the confidence interval, and the two-sided p-value is twice the
+  share of resamples on the far side of 0 (add-one smoothed).
+- Approximate randomization (`scipy.stats.permutation_test`, permutation_type='samples'): swap the two
+  arms' counts on each abstract with probability 1/2; p is twice the smaller tail of the shuffled
+  differences beyond the observed one (add-one smoothed; exact when there are fewer than `resamples`
+  swap patterns).
 Identical arms give p = 1 in both; an arm better on every abstract gives p near 2/(n + 1).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 from ner.data.reader import Sentence
 from ner.metrics import count_sentence
@@ -30,13 +32,10 @@ COUNTS = ("tp", "n_pred", "n_gold")
 def summarize(values: Sequence[float]) -> dict[str, float | int | list[float]]:
     """Mean, sample standard deviation (n - 1; 0 for one value), min, max and the values themselves."""
     values = [float(v) for v in values]
-    if not values:
-        return {"n": 0, "mean": math.nan, "std": math.nan, "min": math.nan, "max": math.nan, "values": []}
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return {
         "n": len(values),
-        "mean": mean,
+        "mean": float(np.mean(values)),
         "std": std,
         "min": min(values),
         "max": max(values),
@@ -93,28 +92,31 @@ def paired_test(
     if a.shape != b.shape:
         raise ValueError(f"paired arms need counts of the same documents, got shapes {a.shape} and {b.shape}")
     rng = np.random.default_rng(seed)
-    n_docs = a.shape[0]
-    flat_a, flat_b = a.reshape(n_docs, -1).astype(float), b.reshape(n_docs, -1).astype(float)
+    a, b = a.astype(float), b.astype(float)
     observed = float(f1(b.sum(0), metric) - f1(a.sum(0), metric))
 
-    # bootstrap: how often each document is drawn, (resamples, docs), then summed counts per resample
-    weights = rng.multinomial(n_docs, np.full(n_docs, 1.0 / n_docs), size=resamples).astype(float)
-    boot = f1((weights @ flat_b).reshape(-1, *b.shape[1:]), metric) - f1(
-        (weights @ flat_a).reshape(-1, *a.shape[1:]), metric
-    )
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(boot, [tail, 1.0 - tail])
-    # two-sided: twice the smaller tail beyond 0, add-one smoothed so that no p-value is exactly 0
-    at_most, at_least = int(np.sum(boot <= 0)), int(np.sum(boot >= 0))
-    p_boot = min(1.0, 2.0 * (min(at_most, at_least) + 1) / (resamples + 1))
+    def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # summed counts (..., 3, types)
+        return f1(b, metric) - f1(a, metric)
 
-    # approximate randomization: swap[r, d] = 1 exchanges the arms' counts on document d
-    swap = rng.integers(0, 2, size=(resamples, n_docs)).astype(float)
-    moved = swap @ (flat_b - flat_a)  # what arm A gains (and B loses) by the swaps
-    shuffled_a = (flat_a.sum(0) + moved).reshape(-1, *a.shape[1:])
-    shuffled_b = (flat_b.sum(0) - moved).reshape(-1, *b.shape[1:])
-    diffs = f1(shuffled_b, metric) - f1(shuffled_a, metric)
-    p_ar = (int(np.sum(np.abs(diffs) >= abs(observed) - 1e-12)) + 1) / (resamples + 1)
+    # scipy moves the documents axis last; the bootstrap puts the batch of resamples before it, as
+    # (3, types, batch, docs), the permutation test before everything, as (batch, 3, types, docs)
+    def resampled(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+        return difference(*(np.moveaxis(x.sum(axis), (0, 1), (-2, -1)) for x in (a, b)))
+
+    def shuffled(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+        return difference(a.sum(axis), b.sum(axis))
+
+    options = {"n_resamples": resamples, "vectorized": True, "axis": 0, "batch": 500, "rng": rng}
+    boot = stats.bootstrap(
+        (a, b), resampled, paired=True, method="percentile", confidence_level=level, **options
+    )
+    # scipy gives the bootstrap distribution, not a p-value: twice the smaller tail beyond 0, add-one smoothed
+    distribution = boot.bootstrap_distribution
+    tail = min(int(np.sum(distribution <= 0)), int(np.sum(distribution >= 0)))
+    p_boot = min(1.0, 2.0 * (tail + 1) / (resamples + 1))
+    # approximate randomization: 'samples' swaps the two arms' counts on each document with probability 1/2
+    randomized = stats.permutation_test((a, b), shuffled, permutation_type="samples", **options)
+    low, high = boot.confidence_interval
     return {
         "metric": metric,
         "difference": observed,
@@ -122,7 +124,7 @@ def paired_test(
         "ci_high": float(high),
         "level": level,
         "p_bootstrap": p_boot,
-        "p_randomization": p_ar,
-        "documents": n_docs,
+        "p_randomization": float(randomized.pvalue),
+        "documents": a.shape[0],
         "resamples": resamples,
     }

@@ -1,9 +1,11 @@
 """An exported tagger that decodes with its transitions: encoder -> linear emissions -> Viterbi over words.
 
-Shipped inside the exported folder and loaded with `trust_remote_code=True`; it imports nothing from
-the `ner` package. `forward` returns the emissions of every subword as `logits` (what the training code
-calls emissions); `decode` turns the emissions of each word's first subword into labels, either with the
-CRF's learned transitions or with the BIO constraints over softmax log-probabilities. The pipeline in
+Shipped inside the exported folder and loaded with `trust_remote_code=True`, next to a copy of the heads'
+own decoding code (`ner/heads/viterbi.py`, which needs only torch): the folder decodes exactly as the
+training code does and imports nothing from the `ner` package. `forward` returns the emissions of every
+subword as `logits` (what the training code calls emissions); `decode` turns the emissions of each word's
+first subword into labels, either with the CRF's learned transitions or with the BIO constraints over
+softmax log-probabilities. The pipeline in
 `pipeline_ner_tagger.py` calls `decode`, so `pipeline("ner", ...)` gives the head's own decoding.
 """
 
@@ -16,47 +18,12 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_ner_tagger import NerTaggerConfig
 
+try:  # in an exported folder: the copy of ner/heads/viterbi.py that `python -m ner export` puts beside this
+    from .viterbi import marginals, path_scores, viterbi_decode
+except ImportError:  # imported from the ner package itself (the export builds the model with this class)
+    from ner.heads.viterbi import marginals, path_scores, viterbi_decode
+
 NO_POOLER_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
-
-
-def viterbi(scores: Tensor, mask: Tensor, transitions: Tensor, start: Tensor, end: Tensor) -> list[list[int]]:
-    """Best path per sequence of start + sum(scores) + sum(transitions) + end.
-
-    `scores` (batch, words, labels), `mask` (batch, words) left-aligned, `transitions` (from, to).
-    """
-    best = start + scores[:, 0]  # (batch, labels): best score of a path ending in each label
-    backpointers = []
-    for t in range(1, scores.size(1)):
-        candidates = best.unsqueeze(2) + transitions + scores[:, t].unsqueeze(1)  # (batch, from, to)
-        step_best, step_from = candidates.max(dim=1)
-        real = mask[:, t].unsqueeze(1)
-        best = torch.where(real, step_best, best)
-        backpointers.append(step_from.masked_fill(~real, -1))  # -1: past this sequence's end
-    best = best + end
-    paths = []
-    for i, length in enumerate(mask.sum(dim=1).tolist()):
-        label = int(best[i].argmax())
-        path = [label]
-        for step_from in reversed(backpointers[: length - 1]):
-            label = int(step_from[i, label])
-            path.append(label)
-        paths.append(path[::-1])
-    return paths
-
-
-def crf_marginals(emissions: Tensor, mask: Tensor, transitions: Tensor, start: Tensor, end: Tensor) -> Tensor:
-    """Posterior probability of each label at each word (batch, words, labels), by forward-backward."""
-    words = emissions.size(1)
-    alpha = [start + emissions[:, 0]]  # log-sum of all prefixes ending at word t in each label
-    for t in range(1, words):
-        step = torch.logsumexp(alpha[-1].unsqueeze(2) + transitions, dim=1) + emissions[:, t]
-        alpha.append(torch.where(mask[:, t].unsqueeze(1), step, alpha[-1]))
-    beta = [end.expand_as(alpha[0])]  # log-sum of all suffixes after word t, given its label
-    for t in range(words - 2, -1, -1):
-        step = torch.logsumexp(transitions + (emissions[:, t + 1] + beta[-1]).unsqueeze(1), dim=2)
-        beta.append(torch.where(mask[:, t + 1].unsqueeze(1), step, end.expand_as(step)))
-    log_joint = torch.stack(alpha, dim=1) + torch.stack(beta[::-1], dim=1)
-    return (log_joint - torch.logsumexp(log_joint[:, 0], dim=1)[:, None, None]).exp()
 
 
 class NerTaggerForTokenClassification(PreTrainedModel):
@@ -107,11 +74,9 @@ class NerTaggerForTokenClassification(PreTrainedModel):
             p.float() for p in (self.start_transitions, self.end_transitions, self.transitions)
         )
         if self.config.decoder == "crf":
-            paths = viterbi(emissions, mask, transitions, start, end)
-            probabilities = crf_marginals(emissions, mask, transitions, start, end)
+            paths = viterbi_decode(emissions, mask, transitions, start, end)
+            probabilities = marginals(emissions, mask, transitions, start, end)
         else:  # softmax_viterbi: best BIO-valid sequence of per-word log-probabilities
-            paths = viterbi(emissions.log_softmax(-1), mask, transitions, start, end)
+            paths = viterbi_decode(emissions.log_softmax(-1), mask, transitions, start, end)
             probabilities = emissions.softmax(-1)
-        rows = probabilities.cpu().tolist()  # one transfer; (batch, words, labels)
-        confidences = [[rows[i][t][label] for t, label in enumerate(path)] for i, path in enumerate(paths)]
-        return paths, confidences
+        return paths, path_scores(probabilities, mask, paths)
