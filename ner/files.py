@@ -1,4 +1,5 @@
-"""Writing files atomically (a crash never leaves a half-written file behind), and a run folder's lock."""
+"""Reading text files with errors that name file and line, writing files atomically (a crash never leaves a
+half-written file behind), and a run folder's lock."""
 
 from __future__ import annotations
 
@@ -12,7 +13,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ner.errors import NerError
+from ner.errors import DataError, NerError
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The file's bytes; a DataError naming it when it is missing, not a file or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found" if not path.exists() else "not a regular file")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DataError(path, f"cannot be read ({error.strerror or error})") from None
+
+
+def decode_text(name: str | Path, data: bytes, encoding: str = "utf-8") -> str:
+    """`data` decoded; a DataError naming `name` and the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(name, f"not valid UTF-8 (byte {data[error.start]:#04x})", line) from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

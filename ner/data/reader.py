@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ner.data.schemes import SchemeError, check_scheme, guess_scheme, scheme_note, to_iob2
 from ner.errors import DataError
+from ner.files import decode_text, read_bytes
 from ner.tags import split_tag
 
 ABSTRACT_MARKER = "###MEDLINE:"
@@ -69,20 +70,6 @@ class Corpus:
         return sorted({t for s in self.sentences for tag in s.tags if (t := split_tag(tag)[1]) is not None})
 
 
-def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(path, "file not found" if not path.exists() else "not a regular file")
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DataError(path, f"cannot be read ({error.strerror or error})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise DataError(path, f"not valid UTF-8 (byte {data[error.start]:#04x})", line) from None
-
-
 def read_iob2(
     path: str | Path,
     types: Iterable[str] | None = None,
@@ -100,7 +87,7 @@ def read_iob2(
     check_scheme(scheme)
     path = Path(path)
     declared = set(types) if types is not None else None
-    text = _read_text(path)
+    text = decode_text(path, read_bytes(path))
     # split("\n"), not splitlines(): a token may hold \x0c or \u2028, and line numbers must match an editor's
     raw_lines = [line.rstrip("\r") for line in text.split("\n")]
     if raw_lines and raw_lines[-1] == "":

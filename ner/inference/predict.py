@@ -19,10 +19,9 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 from ner.errors import DataError, user_errors
-from ner.files import atomic_write_text
+from ner.files import atomic_write_text, decode_text, read_bytes
 
 STDIN = "<stdin>"
 PROGRESS_FROM = 100  # records: smaller inputs finish before a progress bar would help
@@ -33,19 +32,8 @@ def read_input(source: str) -> tuple[str, str]:
     if source == "-":
         name, data = STDIN, sys.stdin.buffer.read()
     else:
-        path = Path(source)
-        name = str(path)
-        if not path.is_file():
-            raise DataError(path, "file not found" if not path.exists() else "not a regular file")
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise DataError(path, f"cannot be read ({error.strerror or error})") from None
-    try:
-        text = data.decode("utf-8-sig")  # a byte-order mark is not part of the first document
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise DataError(name, f"not valid UTF-8 (byte {data[error.start]:#04x})", line) from None
+        name, data = source, read_bytes(source)
+    text = decode_text(name, data, "utf-8-sig")  # a byte-order mark is not part of the first document
     if not text.strip():
         raise DataError(name, "is empty: expected one document per line, or JSON lines")
     return name, text
