@@ -183,7 +183,7 @@ def test_the_study_sweep_runs_as_an_array_and_compares_after_it(slurm):
     ]
     done = subprocess.run(cmd, cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    tasks = sorted(p.name for p in (study / ".submitit").iterdir() if "_" in p.name)
+    tasks = sorted(p.name for p in (study / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
     assert len(tasks) == 2 and len({t.split("_")[0] for t in tasks}) == 1, tasks  # one array, two tasks
 
     compared = study / "comparison" / "comparison.json"
