@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,mlflow]'  # mlflow: tests/test_loggers.py
+	$(PY) -m pip install --quiet -e '.[dev,mlflow,onnx]'  # mlflow: tests/test_loggers.py; onnx: the ONNX backend's tests
 	touch $(STAMP)
 
 quickstart: install

@@ -20,7 +20,7 @@ def test_environment_yml_matches_setup_cfg():
     setup.read(ROOT / "setup.cfg")
     required = [r for r in setup["options"]["install_requires"].splitlines() if r.strip()]
     extras = setup["options.extras_require"]
-    assert set(extras) == {"dev", "slurm", "mlflow", "wandb"}  # environment.yml installs every extra
+    assert set(extras) == {"dev", "slurm", "onnx", "mlflow", "wandb"}  # environment.yml installs every extra
     dev = [r for name in extras for r in extras[name].splitlines() if r.strip()]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
