@@ -2,6 +2,7 @@
 
     python -m benchmarks --ckpt outputs/real/minilm-softmax/checkpoints/best-epoch2.ckpt   # the full CPU run
     python -m benchmarks --sections gpu                                                    # GPU mode only
+    python -m benchmarks --sections tagging --ckpt CKPT --out benchmarks/results/tagging-cpu.json  # docs/s
     python -m benchmarks --smoke --out /tmp/smoke.json                                     # what CI checks
 
 Defaults suit a small CPU machine (minutes); every size is an option. See the README, *Benchmarks*.
@@ -16,17 +17,18 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import crf, ddp, gpu, inference, training
+from benchmarks import crf, ddp, gpu, inference, tagging, training
 from benchmarks.common import MINILM, ROOT, corpus_dir, machine, make_workload, quiet, random_encoder
 from benchmarks.report import check_targets, print_report
 from ner.files import write_json
 
-SECTIONS = ("training", "inference", "crf", "scaling", "ddp", "gpu")
+SECTIONS = ("training", "inference", "tagging", "crf", "scaling", "ddp", "gpu")
 SAMPLE = ROOT / "ner" / "data" / "sample"
 SMOKE = (  # toy sizes that win over other flags: the smoke test checks that every section runs, in seconds
     "--steps 3 --warmup 1 --batch-size 4 --train-sentences 24 --infer-sentences 8 --test-sentences 16 "
     "--crf-batches 2 --gpu-size tiny --gpu-steps 3 --gpu-warmup 1 --gpu-batch-size 4 "
-    "--gpu-variants sdpa+fused+bucket --ddp-epochs 1 --ddp-extra ++trainer.limit_train_batches=2"
+    "--gpu-variants sdpa+fused+bucket --ddp-epochs 1 --ddp-extra ++trainer.limit_train_batches=2 "
+    "--tag-documents 6 --tag-runs xml:1"
 ).split()
 
 
@@ -46,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option("--infer-sentences", type=int, default=1000, help="test sentences timed for inference")
     option("--test-sentences", type=int, help="test sentences scored for F1 with --ckpt (default: all)")
     option("--no-bf16", action="store_true", help="skip the bf16-mixed training runs")
+    option("--tag-documents", type=int, help="tagging: test abstracts tagged (default: all 404)")
+    option(
+        "--tag-runs",
+        default="xml:1,xml:2,jsonl:1",
+        help="tagging: `python -m ner tag` runs as INPUT:WORKERS (xml or jsonl shards), comma-separated",
+    )
     option("--crf-batches", type=int, default=10, help="batches for the CRF cost")
     option("--gpu-size", choices=("scibert", "tiny"), default="scibert")
     option("--gpu-steps", type=int, default=60)
@@ -83,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
         encoder = random_encoder(Path(scratch) / "encoder") if args.smoke else args.encoder
         n_train = args.train_sentences or args.steps * args.batch_size
         n_test = args.test_sentences if args.ckpt else (args.test_sentences or args.infer_sentences)
-        work = make_workload(corpus_dir(args.data), Path(scratch) / "data", n_train, n_test, encoder)
+        corpus = corpus_dir(args.data)
+        work = make_workload(corpus, Path(scratch) / "data", n_train, n_test, encoder)
         if "training" in args.sections:
             results["training"] = training.compare(
                 work, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size, bf16=not args.no_bf16
@@ -91,6 +100,15 @@ def main(argv: list[str] | None = None) -> dict:
         if "inference" in args.sections:
             results["inference"] = inference.compare(
                 work, args.ckpt, n_timed=args.infer_sentences, batch_size=args.batch_size
+            )
+        if "tagging" in args.sections:
+            results["tagging"] = tagging.benchmark(
+                work,
+                corpus,
+                args.ckpt,
+                n_documents=args.tag_documents,
+                batch_size=args.batch_size,
+                tag_runs=args.tag_runs,
             )
         if "crf" in args.sections:
             results["crf"] = crf.cost(work, batches=args.crf_batches, batch_size=args.batch_size)

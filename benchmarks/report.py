@@ -10,6 +10,7 @@ from ner.tables import Table
 TARGETS = {  # name -> what is checked
     "training": "ours >= 1.5x the HF Trainer's real words/s, fp32 both",
     "inference": "ours >= 2x pipeline (5x on a GPU) within 0.2 F1 points of fp32 (needs --ckpt)",
+    "tagging": "docs/s >= 3x the pipeline's with tags identical to torch fp32 (best exact path)",
     "crf": "CRF training step <= 1.15x the softmax step",
     "gpu": "MFU >= 35% for SciBERT forward + backward, bf16 (needs a GPU)",
 }
@@ -31,6 +32,12 @@ def check_targets(results: dict) -> dict:
         )
     elif inference:
         checks["inference"] = (None, "untrained head: F1 cost not measurable")
+    if tagging := results.get("tagging"):
+        ratio, fastest = tagging["best_exact_vs_pipeline"], tagging["fastest_within_0.2_f1_points"]
+        within = f"; fastest within 0.2 F1 points: {fastest}" if fastest else ""
+        met = ratio >= 3.0 if tagging["trained"] else None  # a toy or untrained model's speed proves nothing
+        untrained = "" if tagging["trained"] else " (untrained head: not checked)"
+        checks["tagging"] = (met, f"{ratio:.2f}x with {tagging['best_exact']}{within}{untrained}")
     if crf := results.get("crf"):
         ratio = crf["train_step_ratio_crf_vs_softmax"]
         checks["crf"] = (ratio <= 1.15, f"{ratio:.3f}x on {crf['device']}")
@@ -62,6 +69,8 @@ def tables(results: dict) -> list[Table]:
         columns = ["name", "sentences_per_second", "vs_pipeline", "test_f1", "f1_points_vs_fp32"]
         title = f"Inference: {i['timed_sentences']} test sentences on {i['device']} ({i['model']})"
         out.append(Table(title, rows, columns, digits=3))
+    if t := results.get("tagging"):
+        out.extend(tagging_tables(t))
     if c := results.get("crf"):
         step, loss, decode, evals = (
             c[k] for k in ("train_step_ms", "loss_fwd_bwd_ms", "decode_ms_per_batch", "eval_step_ms")
@@ -118,6 +127,37 @@ def tables(results: dict) -> list[Table]:
     met = {True: "yes", False: "no", None: "n/a"}
     targets = [{**check, "met": met[check["met"]]} for check in results["targets"].values()]
     return [*out, Table("Targets", targets)]
+
+
+def tagging_tables(t: dict) -> list[Table]:
+    """Documents/s of every option and of the pipeline, the tag command's runs, its profile, PubMed's cost."""
+    rows = [{"name": f"pipeline (batch {run['batch_size']})", **run} for run in t["pipeline"].values()] + [
+        {"name": run["option"], **run} for run in t["options"]
+    ]
+    columns = ["name", "documents_per_second", "vs_pipeline", "words_differing_from_torch_fp32"]
+    columns += ["documents_differing_from_torch_fp32", "test_f1", "f1_points_vs_torch_fp32"]
+    title = f"Tagging: {t['documents']} test abstracts on {t['device']} ({t['model']})"
+    tables = [Table(title, rows, columns, digits=4)]
+    command = t["tag_command"]
+    if command["runs"]:
+        columns = ["input", "option", "workers", "documents", "wall_seconds", "documents_per_second_wall"]
+        columns += ["documents_per_second_tagging", "error"]
+        tables.append(Table("Tag command: python -m ner tag --workers N", command["runs"], columns, digits=4))
+    if profile := command.get("profile"):
+        title = f"Tag run profile: {profile['option']}, 1 worker, {profile['total_seconds']} s (cProfile)"
+        tables.append(Table(title, profile["rows"], ["phase", "seconds", "share"], digits=3))
+    cost = [{"option": name, **figures} for name, figures in t["pubmed"].items()]
+    columns = [
+        "option",
+        "device",
+        "documents_per_second",
+        "measured_on_cpus",
+        "hours_on_this_machine",
+        "cpu_core_hours",
+    ]
+    columns += ["hours_on_64_cpus", "hours_on_1024_cpus"]
+    tables.append(Table("PubMed: 36M abstracts at these rates (linear scaling)", cost, columns, digits=4))
+    return tables
 
 
 def print_report(results: dict, console: Console | None = None) -> None:

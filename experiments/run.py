@@ -3,6 +3,7 @@
 `ckpt_path=last` resumes the run in its folder: from `checkpoints/last.ckpt` when it was interrupted, not at
 all when it has finished (`metrics.json`). A folder that another process is training is refused.
 With `-m` it is a Hydra sweep, e.g. the study: `python experiments/run.py -m ablation=heads` (README).
+`data.dev=none retrain_from=RUN` is the final retrain on train+dev (no dev: returns None to a sweeper).
 """
 
 from contextlib import nullcontext

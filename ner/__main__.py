@@ -9,8 +9,13 @@ COMMANDS = {
     "score": ("ner.evaluation.score", "score a token<TAB>gold<TAB>pred file with the official rules"),
     "evaluate": ("ner.evaluation.evaluate", "re-decode a run's checkpoint (another decode, epoch or split)"),
     "summarize": ("ner.evaluation.summary", "one Markdown table of finished runs"),
+    "search": ("ner.study.search", "the recipe search's table and plots, by dev F1 (never test)"),
     "predict": ("ner.inference.predict", "tag raw text, JSON lines or pre-tokenized files"),
     "export": ("ner.inference.export", "write a checkpoint as a Hugging Face model folder"),
+    "tag": (
+        "ner.tagging.command",
+        "tag PubMed XML, text or JSON lines collections into JSONL / PubTator / BioC",
+    ),
 }
 
 

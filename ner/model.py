@@ -53,6 +53,9 @@ class NerTagger(L.LightningModule):
             per-parameter loop, equal up to float rounding. Off by default: runs repeat earlier ones exactly.
         max_length / stride: the training data's windows (`data.max_length`, `data.stride`), kept so that
             inference windows sentences as training did.
+        context / context_dropout: the training data's document context (`data.context`,
+            `data.context_dropout`), kept so that inference gives sentences the context training did
+            (checkpoints without them: 0).
         encoder_config: set in checkpoints; builds the architecture without downloading weights.
     """
 
@@ -71,6 +74,8 @@ class NerTagger(L.LightningModule):
         fused: bool = False,
         max_length: int = 128,
         stride: int | None = None,
+        context: int = 0,
+        context_dropout: float = 0.0,
         encoder_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -153,9 +158,18 @@ class NerTagger(L.LightningModule):
             windows, batch["window_owned"], batch["window_item"], len(batch["sentence_index"])
         )
 
-    def decode_batch(self, batch: dict, mode: str | None = None) -> tuple[list[list[int]], list[list[float]]]:
-        """Label ids of each sentence of the batch and the head's per-word confidence in them."""
-        emissions, mask = self.sentence_emissions(batch)
+    def decode_batch(
+        self, batch: dict, mode: str | None = None, window_emissions: Tensor | None = None
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Label ids of each sentence of the batch and the head's per-word confidence in them.
+
+        `window_emissions` (windows, words, labels): computed elsewhere (the ONNX backend) instead of by
+        this encoder; merged and decoded exactly as this model's own."""
+        if window_emissions is None:
+            emissions, mask = self.sentence_emissions(batch)
+        else:
+            owned, items = batch["window_owned"], batch["window_item"]
+            emissions, mask = merge_window_rows(window_emissions, owned, items, len(batch["sentence_index"]))
         paths = self.head.decode(emissions, mask, mode)
         return paths, self.head.scores(emissions, mask, paths)
 

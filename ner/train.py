@@ -1,5 +1,9 @@
 """One run: train, select the best epoch on dev, evaluate it on dev and test, write every output.
 
+With `data.dev=none` (the final retrain on every training abstract) there is no dev and no validation loop:
+the run trains a fixed number of epochs, taken from a dev-selected run (`retrain_from=RUN`) or given by hand,
+keeps the last epoch and is scored on test only (the plan and its callbacks: `ner.retrain`).
+
 Called by `experiments/run.py` with the composed Hydra config; all logic lives here so that sweeps,
 SLURM jobs and tests run exactly the same code.
 """
@@ -29,6 +33,7 @@ from ner.encoders import resolve_encoder
 from ner.errors import NerError
 from ner.files import atomic_write_text, write_json
 from ner.model import NerTagger
+from ner.retrain import StopAfterEpochs, TrainEpochHistory, retrain_plan
 from ner.tables import Table
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,8 @@ def build_model(cfg: DictConfig, labels: list[str]) -> NerTagger:
         fused=optim.fused,
         max_length=cfg.data.max_length,
         stride=cfg.data.stride,
+        context=cfg.data.get("context", 0),
+        context_dropout=cfg.data.get("context_dropout", 0.0),
     )
 
 
@@ -85,21 +92,38 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     return loggers
 
 
-def build_trainer(cfg: DictConfig, out: Path) -> tuple[L.Trainer, ModelCheckpoint, EpochHistory]:
+def build_trainer(
+    cfg: DictConfig, out: Path, retrain: dict[str, Any] | None = None
+) -> tuple[L.Trainer, ModelCheckpoint | None, EpochHistory]:
+    """The trainer and its callbacks; with `retrain` (no dev) no validation at all and no best checkpoint."""
     folder = out / "checkpoints"
     files = {"dirpath": folder, "auto_insert_metric_name": False, "enable_version_counter": False}
-    best = ModelCheckpoint(filename="best-epoch{epoch}", monitor="val/f1", mode="max", **files)
     # `last.ckpt`, the state a resume starts from, after every epoch (`best` would write it only along with
     # a new best) and, with `checkpoint_every_n_steps`, every N steps mid-epoch too.
-    if (
-        cfg.keep_epoch_checkpoints
-    ):  # for evaluations that revisit every epoch (e.g. the model card's protocol)
+    # every epoch kept for evaluations that revisit each one (e.g. the model card's protocol)
+    if cfg.keep_epoch_checkpoints:
         epochs = ModelCheckpoint(filename="epoch{epoch}", save_top_k=-1, save_last=True, **files)
     else:
         epochs = ModelCheckpoint(filename="last", **files)
     timer = Timer()  # its training clock is saved in checkpoints: fit seconds add up over resumed processes
-    history = EpochHistory(timer)
-    callbacks = [timer, history, LearningRateMonitor("step"), best, epochs, RandomState(), Preemption(folder)]
+    trainer_options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if retrain is None:
+        history = EpochHistory(timer)
+        best = ModelCheckpoint(filename="best-epoch{epoch}", monitor="val/f1", mode="max", **files)
+        callbacks = [
+            timer,
+            history,
+            LearningRateMonitor("step"),
+            best,
+            epochs,
+            RandomState(),
+            Preemption(folder),
+        ]
+    else:  # no dev: no validation loop (not even a sanity check), no best checkpoint; the last epoch is kept
+        history, best = TrainEpochHistory(timer), None
+        callbacks = [timer, history, LearningRateMonitor("step"), epochs, RandomState(), Preemption(folder)]
+        callbacks.append(StopAfterEpochs(retrain["epochs"]))
+        trainer_options.update(limit_val_batches=0, num_sanity_val_steps=0)
     if cfg.checkpoint_every_n_steps:
         callbacks.append(
             StepCheckpoint(filename="last", every_n_train_steps=cfg.checkpoint_every_n_steps, **files)
@@ -110,7 +134,7 @@ def build_trainer(cfg: DictConfig, out: Path) -> tuple[L.Trainer, ModelCheckpoin
     # handler, which would save a checkpoint from inside the signal handler, mid-step.
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = L.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **trainer_options,
         callbacks=callbacks,
         plugins=plugins,
         logger=build_loggers(cfg) or False,
@@ -149,6 +173,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     out = Path(cfg.output_dir)
     limits = check_limits(cfg)
+    retrain = retrain_plan(cfg)  # before anything is read or trained: a bad retrain_from fails at once
+    if retrain:  # the schedule's length; StopAfterEpochs ends training after retrain["epochs"]
+        cfg.trainer.max_epochs = retrain["schedule_epochs"]
     quiet_library_notices()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -158,35 +185,45 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if split.dev_is_test:
         log.warning(DEV_ON_TEST_WARNING)
     model = build_model(cfg, datamodule.labels)
-    trainer, checkpoint, history = build_trainer(cfg, out)
+    trainer, checkpoint, history = build_trainer(cfg, out, retrain)
     if trainer.is_global_zero:
         atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         write_json(out / "labels.json", datamodule.labels)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt_path(cfg.ckpt_path, out))
-    epochs, best_epoch = list(history.epochs), history.best  # before evaluations reload checkpoints
+    epochs, best_epoch = list(history.epochs), history.best if split.has_dev else None  # before reloads
     fit_seconds, processes = history.fit_seconds, history.processes
-    best = checkpoint.best_model_path or None  # None when no validation ran: evaluate the last weights
-    trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+    best = checkpoint.best_model_path or None if checkpoint else None  # None: evaluate the last weights
+    if split.has_dev:
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)
     trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
 
     sizes = {name: len(sentences) for name, sentences in datamodule.sentences.items()}
     evaluated = {name: len(model.predictions.get(name, {})) for name in ("dev", "test")}
+    if split.dev_is_test:
+        selection = "TEST F1: " + DEV_ON_TEST_WARNING
+    elif retrain:
+        selection = f"none: the last epoch is kept ({retrain['label']})"
+    else:
+        selection = "dev F1 (val/f1, max)"
+    protocol = {
+        "dev": split.description,
+        "selection": selection,
+        "dev_is_test": split.dev_is_test,
+        "scorer": "official JNLPBA rules (evalIOB2.pl); seqeval_default = seqeval's lenient default mode",
+        # e.g. "read as IOB1, converted to IOB2": every output is IOB2 (null: the files were IOB2)
+        "tagging": datamodule.scheme_note,
+    }
+    if retrain:  # {trained_on, from, epochs, schedule_epochs, label}
+        protocol["retrain"] = retrain
     metrics = {
-        "protocol": {
-            "dev": split.description,
-            "selection": "dev F1 (val/f1, max)"
-            if not split.dev_is_test
-            else "TEST F1: " + DEV_ON_TEST_WARNING,
-            "dev_is_test": split.dev_is_test,
-            "scorer": "official JNLPBA rules (evalIOB2.pl); seqeval_default = seqeval's lenient default mode",
-            # e.g. "read as IOB1, converted to IOB2": every output is IOB2 (null: the files were IOB2)
-            "tagging": datamodule.scheme_note,
-        },
-        "dev": model.results.get("dev"),  # None: no dev batch was evaluated (limit_val_batches=0)
+        "protocol": protocol,
+        # None: no dev batch was evaluated (limit_val_batches=0); no "dev" key at all without a dev set
+        **({"dev": model.results.get("dev")} if split.has_dev else {}),
         "test": model.results.get("test"),
         "best_epoch": best_epoch["epoch"] if best_epoch else None,
         "best_checkpoint": Path(best).name if best else None,
+        **({"kept_epoch": epochs[-1]["epoch"] if epochs else None} if retrain else {}),
         "epochs": epochs,
         "sizes": sizes,
         "timing": {
@@ -204,9 +241,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
     }
     if limits:  # a debugging run: say what it skipped
+        splits = ("dev", "test") if split.has_dev else ("test",)
         metrics["partial"] = {
             "limits": limits,
-            **{name: {"evaluated": evaluated[name], "of": sizes[name]} for name in ("dev", "test")},
+            **{name: {"evaluated": evaluated[name], "of": sizes[name]} for name in splits},
         }
     if trainer.is_global_zero:
         write_outputs(out, datamodule, model, metrics)
@@ -218,7 +256,7 @@ def write_outputs(out: Path, datamodule: NerDataModule, model: NerTagger, metric
     """Predictions first, metrics last: a `metrics.json` on disk means the run finished.
 
     A debugging run that evaluated only some sentences of a split writes predictions of those alone."""
-    for name in ("dev", "test"):
+    for name in ("dev", "test") if "dev" in metrics else ("test",):
         predicted = model.predictions.get(name, {})
         sentences = datamodule.sentences[name]
         if len(predicted) == len(sentences) and name == "test":
@@ -235,7 +273,7 @@ def write_outputs(out: Path, datamodule: NerDataModule, model: NerTagger, metric
 def print_summary(out: Path, metrics: dict[str, Any]) -> None:
     """What a run ends with on the console: its scores, where its files are and what to run next."""
     rows = []
-    for name in ("dev", "test"):
+    for name in ("dev", "test") if "dev" in metrics else ("test",):  # no dev block: trained on train+dev
         scores = metrics[name] or {}  # None: not evaluated (limit_val_batches=0)
         micro, macro = scores.get("micro", {}), scores.get("macro", {})
         rows.append({"split": name, "micro F1": micro.get("f1"), "macro F1": macro.get("f1")})
@@ -243,15 +281,25 @@ def print_summary(out: Path, metrics: dict[str, Any]) -> None:
     console = Console(highlight=False, soft_wrap=True)  # soft wrap: long paths stay copyable
     console.print(Table("Run finished", rows))
     console.print(f"dev: {protocol['dev']}; model selection: {protocol['selection']}")
+    if protocol.get("retrain"):
+        console.print(f"[bold]{protocol['retrain']['label']}[/]")
     if protocol.get("tagging"):
         console.print(f"tags: {protocol['tagging']}; predictions are written in IOB2")
     if "partial" in metrics:
         partial = metrics["partial"]
-        shown = ", ".join(f"{n} {partial[n]['evaluated']} of {partial[n]['of']}" for n in ("dev", "test"))
+        shown = ", ".join(
+            f"{n} {partial[n]['evaluated']} of {partial[n]['of']}" for n in ("dev", "test") if n in partial
+        )
         console.print(f"[bold yellow]partial run[/] {partial['limits']}: scores of {shown} sentences only")
     ckpt = out / "checkpoints" / (metrics["best_checkpoint"] or "last.ckpt")
-    console.print(f"best epoch: {metrics['best_epoch']}; run folder: {out}")
-    console.print("  metrics.json, predictions/{dev,test}.iob2, checkpoints/, logs/, config.yaml")
+    kept = (
+        f"kept epoch: {metrics['kept_epoch']}"
+        if "kept_epoch" in metrics
+        else f"best epoch: {metrics['best_epoch']}"
+    )
+    console.print(f"{kept}; run folder: {out}")
+    shown = "{dev,test}.iob2" if "dev" in metrics else "test.iob2"
+    console.print(f"  metrics.json, predictions/{shown}, checkpoints/, logs/, config.yaml")
     console.print("next:")
     console.print(f"  python -m ner score {out / 'predictions' / 'test.iob2'}")
     console.print(f"  python -m ner predict --ckpt {ckpt} TEXT_FILE")

@@ -29,6 +29,7 @@ from ner.metrics import score_sentences
 from ner.study.arms import arms_in_use
 from ner.study.compare import compare
 from ner.study.protocol import card_protocol, kept_words
+from ner.study.report import report
 from ner.study.sweep import FAILED, StudySweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,3 +312,110 @@ def test_checkpoints_of_a_run_are_found_by_name(tmp_path):
     assert run.checkpoint("best") == folder / "best-epoch2.ckpt"
     with pytest.raises(NerError, match="epoch3.ckpt: checkpoint not found"):
         run.checkpoint("epoch3")
+
+
+# --- the recipe study: context arms, and the final models retrained on train+dev --------------------------
+
+
+def test_recipe_study_sweeps_head_context_seed_and_keeps_the_experiments_recipe():
+    cfg = sweep_config(["experiment=quickstart", "ablation=recipe", "study.context=64", "head=crf", "seed=2"])
+    params = cfg.hydra.sweeper.params
+    assert (params.seed, params.head, params["data.context"]) == ("1,2,3", "softmax,crf", "0,64")
+    assert cfg.hydra.sweep.dir == "outputs/ablations/recipe-minilm"
+    assert cfg.hydra.sweep.subdir == "runs/crf-ctx0-seed2"  # data.context: the experiment's, 0 here
+    assert (cfg.trainer.max_epochs, cfg.optim.lr) == (4, 1e-4)  # the experiment's recipe, untouched
+    assert cfg.keep_epoch_checkpoints and cfg.ckpt_path == "last" and cfg.data.dev == "random"
+    study = instantiate(cfg.hydra.callbacks.study)
+    assert [(a.name, a.head, a.decode, a.config) for a in study.arms] == [
+        (name, head, decode, (("data.context", context),))
+        for context in (0, 64)
+        for name, head, decode in (
+            ("softmax", "softmax", None),
+            ("softmax-viterbi", "softmax", "viterbi"),
+            ("crf", "crf", None),
+        )
+        for name in [name + ("+ctx" if context else "")]
+    ]
+    with pytest.raises(Exception, match="select the same runs"):  # no context in the recipe: two equal arms
+        instantiate(sweep_config(["experiment=quickstart", "ablation=recipe"]).hydra.callbacks.study)
+    retrain = sweep_config(["ablation=retrain", "head=crf", "study.context=64", "data.context=64", "seed=2"])
+    assert retrain.data.dev == "none" and retrain.hydra.sweep.subdir == "retrain/crf-ctx64-seed2"
+    raw = OmegaConf.to_container(retrain, resolve=False)["retrain_from"]
+    assert raw == "${hydra:sweep.dir}/runs/${head.name}-ctx${data.context}-seed${seed}"  # its own study run
+
+
+def context_run(folder: Path, head: str, context: int | None) -> RunFolder:
+    folder.mkdir(parents=True)
+    data = {} if context is None else {"data": {"context": context}}  # None: a run from before the key
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml({"head": {"name": head}, **data}))
+    return RunFolder(folder)
+
+
+def test_arms_select_runs_by_their_training_config(tmp_path):
+    arms, _ = arms_in_use(
+        {
+            "crf": {"head": "crf", "context": 0},
+            "crf+ctx": {"head": "crf", "context": 64},
+            "softmax+ctx": {"head": "softmax", "data.context": 64},
+        },
+        protocol="honest",
+    )
+    runs = {
+        "crf-ctx64": context_run(tmp_path / "a", "crf", 64),
+        "crf-ctx0": context_run(tmp_path / "b", "crf", 0),
+        "crf-old": context_run(tmp_path / "c", "crf", None),
+        "softmax-ctx64": context_run(tmp_path / "d", "softmax", 64),
+    }
+    selected = {name: [arm.name for arm in arms if arm.matches(run)] for name, run in runs.items()}
+    assert selected == {
+        "crf-ctx64": ["crf+ctx"],
+        "crf-ctx0": ["crf"],
+        "crf-old": ["crf"],
+        "softmax-ctx64": ["softmax+ctx"],
+    }
+    with pytest.raises(NerError, match="unknown keys \\['window'\\]"):
+        arms_in_use({"crf": {"head": "crf", "window": 3}})
+
+
+def retrained(folder: Path, seed: int, docs) -> Path:
+    """A fake run retrained on train+dev: no dev block, the kept epoch, the label."""
+    run = fake_run(folder, "crf", seed, docs)
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["dev"]
+    label = (
+        f"trained on train+dev, epochs fixed from runs/crf-seed{seed}: 3 epochs (its best epoch 2) of its 4"
+    )
+    metrics["protocol"]["retrain"] = {"trained_on": "train+dev", "label": label}
+    metrics.update(kept_epoch=2, best_epoch=None)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_the_report_shows_the_retrained_arm_next_to_the_dev_selected_one(tmp_path, capsys):
+    right = (["B-protein", "I-protein", "O"], ["B-protein", "I-protein", "O"])
+    wrong = (["B-protein", "I-protein", "O"], ["B-protein", "O", "O"])
+    runs = [
+        fake_run(tmp_path / "runs" / "crf-seed1", "crf", 1, [[right, wrong], [wrong]]),  # 1 of 3
+        fake_run(tmp_path / "runs" / "crf-seed2", "crf", 2, [[wrong, wrong], [right]]),  # 1 of 3
+        retrained(tmp_path / "retrain" / "crf-seed1", 1, [[right, right], [wrong]]),  # 2 of 3
+        retrained(tmp_path / "retrain" / "crf-seed2", 2, [[right, right], [right]]),  # 3 of 3
+    ]
+    result = report(runs, tmp_path / "comparison", resamples=200)
+    assert result["arms"]["crf"]["seeds"] == [1, 2] and list(result["arms"]) == [
+        "crf"
+    ]  # not an arm of its own
+    final = result["retrained"]["crf"]
+    assert final["retrained"]["seeds"] == [1, 2] and final["dev_selected"]["seeds"] == [1, 2]
+    assert final["retrained"]["test_f1"]["values"] == pytest.approx([2 / 3, 1.0])
+    assert final["dev_selected"]["test_f1"]["values"] == pytest.approx([1 / 3, 1 / 3])
+    assert final["retrained"]["runs"] == ["../retrain/crf-seed1", "../retrain/crf-seed2"]
+    test = final["significance"]
+    assert (test["a"], test["b"]) == ("crf", "crf (retrained on train+dev)")
+    assert test["micro"]["difference"] == pytest.approx(5 / 6 - 1 / 3)  # pooled: 5 of 6 vs 2 of 6
+    markdown = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert "### Final models: retrained on train+dev vs selected on dev" in markdown
+    assert (
+        "| crf | retrained on train+dev | 1,2 |" in markdown
+        and "epochs fixed from runs/crf-seed1" in markdown
+    )
+    assert "Final models" in capsys.readouterr().out

@@ -76,6 +76,10 @@ def test_benchmark_smoke_run_writes_every_section(tmp_path):
     assert [t.title.split(":")[0].split(" (")[0] for t in shown] == [
         "Training",
         "Inference",
+        "Tagging",
+        "Tag command",
+        "Tag run profile",
+        "PubMed",
         "CRF cost",
         "Scaling",
         "Processes",

@@ -38,6 +38,7 @@ def test_reads_abstract_markers_and_keeps_last_sentence_without_blank_line(write
         ("NF-kappa", "B"),
     ]
     assert [s.doc_id for s in corpus.sentences] == ["1", "1", "2"]
+    assert [s.document for s in corpus.sentences] == [0, 0, 1]
     assert corpus.sentences[2].lines == (11, 12)
     assert corpus.has_doc_markers and corpus.doc_ids == ["1", "2"]
 
@@ -45,6 +46,7 @@ def test_reads_abstract_markers_and_keeps_last_sentence_without_blank_line(write
 def test_reads_plain_and_conll_files(write):
     plain = read_iob2(write("p.iob2", ["IL-2\tB-protein", "", "", "x\tO"]), TYPES)
     assert len(plain.sentences) == 2 and not plain.has_doc_markers
+    assert [s.document for s in plain.sentences] == [None, None] and plain.n_documents == 0
     conll = read_iob2(
         write("c.conll", ["-DOCSTART- -X- -X- O", "", "IL-2 NNP B-NP B-protein", "binds VBZ B-VP O", ""]),
         TYPES,
@@ -100,3 +102,4 @@ def test_real_corpus_counts_match_its_readme(jnlpba_dir):
     assert (len(train.sentences), sum(map(len, train.sentences)), len(train.doc_ids)) == (18639, 493491, 2000)
     # 404 abstracts, but two MEDLINE ids occur twice in the official evaluation file
     assert (len(test.sentences), sum(map(len, test.sentences)), len(test.doc_ids)) == (3856, 101039, 402)
+    assert (train.n_documents, test.n_documents) == (2000, 404)  # documents by position, not by id

@@ -222,8 +222,8 @@ def train_in_process(out: Path, *callbacks: L.Callback) -> dict:
     """`run` with extra callbacks on its trainer (same process: the tests resume in-process too)."""
     build_trainer = ner.train.build_trainer
 
-    def with_callbacks(cfg, folder):
-        trainer, best, history = build_trainer(cfg, folder)
+    def with_callbacks(cfg, folder, retrain=None):
+        trainer, best, history = build_trainer(cfg, folder, retrain)
         trainer.callbacks.extend(callbacks)
         return trainer, best, history
 

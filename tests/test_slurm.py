@@ -217,3 +217,121 @@ def test_submitit_launcher_runs_a_sweep(slurm):
     done = subprocess.run(cmd, cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert [metrics(sweep / str(i))["seed"] for i in (0, 1)] == [1, 2]
+
+
+# ---- experiments/slurm/tag.sbatch: `python -m ner tag` as an array job over shards -----------------------
+
+
+def write_tag_shards(folder: Path, shards: int, documents: int) -> set[str]:
+    """`shards` small PubMed XML files `s<i>.xml` of `documents` articles each; all their PMIDs."""
+    folder.mkdir(parents=True)
+    pmids = set()
+    for i in range(shards):
+        articles = []
+        for j in range(documents):
+            pmid = f"{i + 1}{j:03d}"
+            pmids.add(pmid)
+            articles.append(
+                f"<PubmedArticle><MedlineCitation><PMID>{pmid}</PMID><Article><ArticleTitle>IL-2 gene "
+                "expression requires NF-kappa B in T cells.</ArticleTitle></Article></MedlineCitation>"
+                "</PubmedArticle>"
+            )
+        (folder / f"s{i}.xml").write_text(f"<PubmedArticleSet>{''.join(articles)}</PubmedArticleSet>\n")
+    return pmids
+
+
+def array_tasks(slurm: Slurm, job_id: str) -> dict[str, dict[str, str]]:
+    """The array's tasks by task id, as `scontrol show job` lists them (a pending range is one entry)."""
+    text = slurm.command("scontrol", "show", "job", "--oneliner", job_id)
+    tasks = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in text.splitlines() if line.strip()]
+    return {task["ArrayTaskId"]: task for task in tasks}
+
+
+def wait_for_array(slurm: Slurm, job_id: str, n: int, until=None, timeout: float = 600) -> dict:
+    """Poll until all `n` tasks have finished (or `until(tasks)` holds); the tasks last seen."""
+    until = until or (
+        lambda tasks: len(tasks) == n and all(t["JobState"] in FINISHED for t in tasks.values())
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = array_tasks(slurm, job_id)
+        if until(tasks):
+            return tasks
+        assert time.monotonic() < deadline, f"array {job_id} not finished after {timeout:.0f}s: {tasks}"
+        time.sleep(1)
+
+
+def tagged_ids(out: Path) -> list[str]:
+    return [json.loads(line)["id"] for path in sorted(out.glob("*.jsonl")) for line in path.open()]
+
+
+def shard_state(out: Path, name: str) -> str | None:
+    path = out / "shards" / f"{name}.status.json"
+    try:
+        return json.loads(path.read_text())["status"]
+    except (OSError, ValueError):
+        return None
+
+
+def test_tag_array_tags_every_shard_once(slurm, softmax_run):
+    pmids = write_tag_shards(slurm.tmp / "tag-in", shards=4, documents=3)
+    out, ckpt = slurm.tmp / "tag-out", softmax_run / "checkpoints" / "last.ckpt"
+    args = ("--ckpt", str(ckpt), "--out", str(out), "--format", "jsonl,pubtator", str(slurm.tmp / "tag-in"))
+    job_id = slurm.submit("experiments/slurm/tag.sbatch", *args, options=("--array=0-1",))
+    tasks = wait_for_array(slurm, job_id, 2)
+    logs = {i: slurm.log("ner-tag", t["JobId"]) for i, t in tasks.items()}
+    for i, task in tasks.items():
+        assert task["JobState"] == "COMPLETED" and task["ExitCode"] == "0:0", logs[i][-3000:]
+    assert "done s0:" in logs["0"] and "done s2:" in logs["0"] and "done s1:" not in logs["0"]
+    assert "done s1:" in logs["1"] and "done s3:" in logs["1"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["totals"]["documents"] == len(pmids)
+    ids = tagged_ids(out)
+    assert sorted(ids) == sorted(pmids) and len(list(out.glob("*.pubtator"))) == 4
+
+
+def test_tag_array_finishes_after_a_cancelled_and_a_requeued_task(slurm, softmax_run):
+    """Task 0 is cancelled (`scancel`) and task 1 sent the time-limit signal while a shard is in flight;
+    task 1 requeues itself and finishes, the array submitted again finishes task 0's shards."""
+    pmids = write_tag_shards(slurm.tmp / "tag-in-2", shards=4, documents=4)
+    out, ckpt = slurm.tmp / "tag-out-2", softmax_run / "checkpoints" / "last.ckpt"
+    args = ("--ckpt", str(ckpt), "--out", str(out), str(slurm.tmp / "tag-in-2"))
+    slow = Slurm({**slurm.env, "NER_TAG_TEST_DELAY": "1"}, slurm.tmp)  # a test hook: 1 s per document
+    job_id = slow.submit("experiments/slurm/tag.sbatch", *args, options=("--array=0-1",))
+    # task 0 takes s0 and s2, task 1 s1 and s3: each is stopped once its first shard is done
+    pending = {
+        "0": ("s0", "s2", ("scancel", f"{job_id}_0")),
+        "1": ("s1", "s3", ("scancel", "--signal=USR1", "--batch", f"{job_id}_1")),
+    }
+    deadline = time.monotonic() + 600
+    while pending:
+        for task, (first, second, stop) in list(pending.items()):
+            if shard_state(out, first) == "done" and shard_state(out, second) == "running":
+                slurm.command(*stop)
+                del pending[task]
+        assert time.monotonic() < deadline, f"no shard in flight to stop: {array_tasks(slurm, job_id)}"
+        time.sleep(0.2)
+
+    def requeued_and_finished(tasks):
+        return tasks["1"]["JobState"] in FINISHED and tasks["1"]["Restarts"] != "0"
+
+    tasks = wait_for_array(slurm, job_id, 2, until=requeued_and_finished, timeout=900)
+    log = slurm.log("ner-tag", tasks["1"]["JobId"])
+    assert tasks["1"]["JobState"] == "COMPLETED" and tasks["1"]["Restarts"] == "1", log[-3000:]
+    assert f"requeued SLURM job {job_id}_1" in log and "stopped by SIGUSR1" in log
+    assert "start 2," in log and "tagging s3 again: interrupted" in log.split("start 2,")[1]
+    # the requeue took task 1 alone: the cancelled task stays cancelled, its shard in flight undone
+    assert tasks["0"]["JobState"] == "CANCELLED" and tasks["0"]["Restarts"] == "0", tasks["0"]
+    assert shard_state(out, "s2") == "interrupted" and not (out / "s2.jsonl").exists()
+
+    again = slurm.submit("experiments/slurm/tag.sbatch", *args, options=("--array=0-1",))
+    tasks = wait_for_array(slurm, again, 2)
+    logs = {i: slurm.log("ner-tag", t["JobId"]) for i, t in tasks.items()}
+    for i, task in tasks.items():
+        assert task["JobState"] == "COMPLETED" and task["ExitCode"] == "0:0", logs[i][-3000:]
+    assert "1 already done, 1 to tag" in logs["0"] and "2 already done, 0 to tag" in logs["1"]
+    ids = tagged_ids(out)
+    assert sorted(ids) == sorted(pmids)  # every document exactly once
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["totals"]["documents"] == len(pmids)
+    assert not list(out.glob(".*.tmp"))

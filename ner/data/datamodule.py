@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -12,13 +12,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from ner.data.context import context_pieces, dropped_sides
 from ner.data.download import ensure_corpus
 from ner.data.reader import Corpus, Sentence, read_iob2
 from ner.data.samplers import EvalBatchSampler, TrainBatchSampler
 from ner.data.schemes import scheme_note
 from ner.data.splits import Split, make_split
-from ner.data.windows import EncodedSentence, collate, encode_sentence, special_tokens, word_pieces
+from ner.data.windows import (
+    EncodedSentence,
+    collate,
+    drop_context,
+    encode_sentence,
+    special_tokens,
+    word_pieces,
+)
 from ner.encoders import load_tokenizer
+from ner.errors import NerError
 from ner.tags import build_labels, repair_bio
 
 log = logging.getLogger(__name__)
@@ -56,6 +65,30 @@ class EncodedDataset(Dataset):
         return self.sentences[index], counted
 
 
+class ContextDropoutDataset(EncodedDataset):
+    """Training sentences whose context sides are dropped with probability `p`, drawn from (seed, epoch,
+    index) alone (`ner.data.context.dropped_sides`): keys are `(index, counted, epoch)` triples."""
+
+    def __init__(self, sentences: list[EncodedSentence], p: float, seed: int) -> None:
+        super().__init__(sentences)
+        self.p, self.seed = p, seed
+
+    def __getitem__(self, key: tuple[int, bool, int]) -> tuple[EncodedSentence, bool]:
+        index, counted, epoch = key
+        left, right = dropped_sides(self.p, self.seed, epoch, index)
+        sentence = self.sentences[index]
+        return (drop_context(sentence, left, right) if left or right else sentence), counted
+
+
+class EpochKeySampler(TrainBatchSampler):
+    """`TrainBatchSampler` whose keys also carry the epoch, for `ContextDropoutDataset`: the dataset may
+    live in a worker process that never sees `set_epoch`, the keys always do."""
+
+    def __iter__(self) -> Iterator[list[tuple[int, bool, int]]]:
+        for batch in super().__iter__():
+            yield [(index, counted, self.epoch) for index, counted in batch]
+
+
 class NerDataModule(L.LightningDataModule):
     """IOB2 corpus folder -> train / dev / test dataloaders of windowed, dynamically padded batches.
 
@@ -71,6 +104,10 @@ class NerDataModule(L.LightningDataModule):
         stride: subwords between consecutive window starts (default: half the window).
         batch_size / eval_batch_size: sentences per batch.
         bucket: length-bucketed training batches (less padding) instead of fully random ones.
+        context: up to this many subwords of the neighbouring sentences of the same document on each side
+            are encoded with every sentence (FLERT-style; `ner.data.context`); 0: none.
+        context_dropout: in training, each side's context is dropped with this probability, per sentence
+            and epoch; evaluation always has the context.
         download: {split: {url, member}}: `<split>.iob2` is fetched by `prepare_data` when missing.
         seed: for the random dev split and batch order.
     """
@@ -89,6 +126,8 @@ class NerDataModule(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 64,
         bucket: bool = False,
+        context: int = 0,
+        context_dropout: float = 0.0,
         num_workers: int = 0,
         download: Mapping[str, Mapping[str, str]] | None = None,
         seed: int = 0,
@@ -101,6 +140,12 @@ class NerDataModule(L.LightningDataModule):
         self.max_length, self.stride = max_length, stride
         self.batch_size, self.eval_batch_size, self.bucket = batch_size, eval_batch_size, bucket
         self.num_workers, self.download = num_workers, download
+        if context < 0 or not 0.0 <= context_dropout <= 1.0:
+            raise NerError(
+                f"data.context must be >= 0 and data.context_dropout in [0, 1]: got {context}, "
+                f"{context_dropout}"
+            )
+        self.context, self.context_dropout = context, context_dropout
         self._train_corpus: Corpus | None = None
         self.split: Split | None = None
         self.test_corpus: Corpus | None = None
@@ -132,7 +177,10 @@ class NerDataModule(L.LightningDataModule):
         return scheme_note(self.scheme, self.default_type)
 
     def _read(self, path: Path, types: Sequence[str] | None) -> Corpus:
-        return read_iob2(path, types, scheme=self.scheme, default_type=self.default_type)
+        corpus = read_iob2(path, types, scheme=self.scheme, default_type=self.default_type)
+        if self.context and not corpus.has_doc_markers:
+            log.info("%s: no ###MEDLINE: or -DOCSTART- markers: its sentences get no context", path)
+        return corpus
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -162,12 +210,15 @@ class NerDataModule(L.LightningDataModule):
                 training_targets(sentences, self.train_corpus.path) if train else [s.tags for s in sentences]
             )
             ids = [[label_ids[tag] for tag in sentence] for sentence in tags]
-            self.datasets[name] = EncodedDataset(
-                [
-                    encode(i, p, t, begin_of=begin_of if train else None)
-                    for i, (p, t) in enumerate(zip(pieces, ids, strict=True))
-                ]
-            )
+            context = context_pieces(pieces, [s.document for s in sentences], self.context)
+            encoded = [
+                encode(i, p, t, begin_of=begin_of if train else None, context=c)
+                for i, (p, t, c) in enumerate(zip(pieces, ids, context, strict=True))
+            ]
+            if train and self.context > 0 and self.context_dropout > 0:
+                self.datasets[name] = ContextDropoutDataset(encoded, self.context_dropout, self.seed)
+            else:
+                self.datasets[name] = EncodedDataset(encoded)
 
     @property
     def sentences(self) -> dict[str, list[Sentence]]:
@@ -195,7 +246,8 @@ class NerDataModule(L.LightningDataModule):
         dataset = self.datasets["train"]
         replicas, rank = self._world()
         lengths = [s.n_subwords for s in dataset.sentences]
-        sampler = TrainBatchSampler(lengths, self.batch_size, self.bucket, self.seed, replicas, rank)
+        keyed = EpochKeySampler if isinstance(dataset, ContextDropoutDataset) else TrainBatchSampler
+        sampler = keyed(lengths, self.batch_size, self.bucket, self.seed, replicas, rank)
         self._train_loader = self._loader(dataset, sampler, StatefulDataLoader)
         if self._loader_state is not None:  # epoch first: the loader draws before Lightning sets it
             sampler.set_epoch(self._loader_state["epoch"])
@@ -210,7 +262,7 @@ class NerDataModule(L.LightningDataModule):
             return {}
         trainer = self.trainer
         if trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches:
-            return {}  # every batch of the epoch is drawn: the next epoch starts afresh (tests/test_resume.py)
+            return {}  # every batch of the epoch drawn: the next epoch starts afresh (tests/test_resume.py)
         epoch = self._train_loader.batch_sampler.epoch
         return {"train_loader": self._train_loader.state_dict(), "epoch": epoch}
 

@@ -5,6 +5,8 @@ Accepted formats, all of them one token per line and a blank line after each sen
 - the same without abstract markers;
 - CoNLL-style with more columns (the last column is the tag) and `-DOCSTART-` lines between documents.
 Tags may be in any scheme of `ner.data.schemes`; they are converted to IOB2 when read.
+Documents (the unit of `data.context`) are counted by position: every marker line starts a new one, even one
+whose id repeats (the JNLPBA test file has 404 abstracts but 402 distinct ids).
 Nothing is dropped: a final sentence without a trailing blank line is kept.
 """
 
@@ -29,7 +31,9 @@ class Sentence:
     """One sentence: its words, their gold tags and where it came from.
 
     `lines` holds the 1-based line number of every word in the source file, so predictions can be
-    written back line for line and errors can point at the right place.
+    written back line for line and errors can point at the right place. `doc_id` is the marker's id (what
+    dev splits by id use); `document` the position of the sentence's document in the file (0 for the first
+    marker; None before any marker and in files without markers): sentences of one document share it.
     """
 
     tokens: tuple[str, ...]
@@ -37,6 +41,7 @@ class Sentence:
     doc_id: str | None = None
     lines: tuple[int, ...] = ()
     predicted: tuple[str, ...] | None = None
+    document: int | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -63,6 +68,11 @@ class Corpus:
     def doc_ids(self) -> list[str]:
         """Document ids in file order (empty when the file has no markers)."""
         return list(dict.fromkeys(s.doc_id for s in self.sentences if s.doc_id is not None))
+
+    @property
+    def n_documents(self) -> int:
+        """Documents with sentences, by position (a repeated id counts again); 0 without markers."""
+        return len({s.document for s in self.sentences if s.document is not None})
 
     @property
     def types(self) -> list[str]:
@@ -95,6 +105,7 @@ def read_iob2(
     n_tag_columns = 2 if with_predictions else 1
     raw: list[Sentence] = []  # tags as in the file; `predicted` holds the predicted column
     doc_id: str | None = None
+    document: int | None = None  # position of the open document (None before the first marker)
     has_markers = False
     rows: list[tuple[int, list[str]]] = []  # (line number, fields) of each word of the open sentence
 
@@ -103,7 +114,8 @@ def read_iob2(
             numbers, words = zip(*rows, strict=True)
             gold = tuple(fields[-n_tag_columns] for fields in words)
             predicted = tuple(fields[-1] for fields in words) if with_predictions else None
-            raw.append(Sentence(tuple(fields[0] for fields in words), gold, doc_id, numbers, predicted))
+            tokens = tuple(fields[0] for fields in words)
+            raw.append(Sentence(tokens, gold, doc_id, numbers, predicted, document))
         rows.clear()
 
     for number, line in enumerate(raw_lines, start=1):
@@ -114,11 +126,13 @@ def read_iob2(
         if stripped.startswith(ABSTRACT_MARKER):
             end_sentence()
             doc_id = stripped[len(ABSTRACT_MARKER) :].strip() or f"line{number}"
+            document = 0 if document is None else document + 1
             has_markers = True
             continue
         if stripped.split()[0] == DOCSTART:
             end_sentence()
             doc_id = f"doc{number}"
+            document = 0 if document is None else document + 1
             has_markers = True
             continue
         # tab-separated where there are tabs (a token may then contain spaces), else any whitespace

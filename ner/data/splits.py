@@ -6,6 +6,8 @@
 - `auto`: `dev.iob2` in the data folder when there is one, else `random`;
 - `test`: the test set itself. Only to reproduce the model card's protocol, which selected its epoch on
   the test set; every output of such a run says so;
+- `none`: no dev set: the final retrain on every training abstract (the SciBERT dev abstracts included),
+  for a fixed number of epochs taken from a dev-selected run (`retrain_from=RUN`, `ner.retrain`);
 - anything else: a path to a dev file (relative paths are looked up in the data folder first).
 """
 
@@ -33,6 +35,11 @@ class Split:
     dev: list[Sentence]
     description: str
     dev_is_test: bool = False
+
+    @property
+    def has_dev(self) -> bool:
+        """False for `data.dev=none`: no validation loop, the last epoch is kept."""
+        return bool(self.dev)
 
 
 def scibert_dev_ids() -> list[str]:
@@ -96,6 +103,9 @@ def make_split(
         split = split_random(train, fraction, seed)
     elif dev == "test":
         split = Split(list(train.sentences), list(test.sentences), DEV_ON_TEST_WARNING, dev_is_test=True)
+    elif dev == "none":
+        description = f"none: no dev set, trained on train+dev (every sentence of {train.path.name})"
+        split = Split(list(train.sentences), [], description)
     else:
         path = Path(dev)
         if not path.is_absolute() and (data_dir / path).exists():
@@ -103,6 +113,6 @@ def make_split(
         dev_corpus = read_dev(path)
         split = Split(list(train.sentences), dev_corpus.sentences, f"file: {path}")
     for name, sentences in (("training", split.train), ("dev", split.dev)):
-        if not sentences:
+        if not sentences and not (name == "dev" and dev == "none"):
             raise DataError(train.path, f"the {name} split is empty ({split.description})")
     return split

@@ -4,16 +4,26 @@ A sentence longer than the encoder's budget is never truncated: it is cut into o
 whole words, every window is a model input, and each word takes its prediction from the window where it
 has the most context on both sides. Heads see words only: `word_index` points at each word's first
 subword inside its window.
+
+Document context (`data.context`, `ner.data.context`) never takes a sentence's own room: the windows are
+planned on the sentence's words alone, exactly as without context, and context fills what is left of
+`max_length` in a window: the preceding text only in a window that starts at the sentence's first word,
+the following text only in one that ends at its last word (so every input is contiguous text). The room
+is split between the sides: each gets up to half, nearest subwords first, and a side that needs less
+leaves the rest to the other; never more than the N subwords of a side that `context_pieces` supplies.
+Context subwords have no `word_index` entry: they are never labelled, scored or predicted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
+
+from ner.data.context import NO_CONTEXT, Context
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,8 @@ class Window:
     start: int
     owned: tuple[bool, ...]  # True where this window supplies the word's prediction
     labels: tuple[int, ...]  # label id of each word: its target in training, its gold elsewhere
+    left: tuple[int, int] = (0, 0)  # [start, end) of the preceding context's subwords in input_ids
+    right: tuple[int, int] = (0, 0)  # [start, end) of the following context's subwords in input_ids
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,7 @@ def encode_sentence(
     max_length: int,
     stride: int | None = None,
     begin_of: Mapping[int, int] | None = None,
+    context: Context = NO_CONTEXT,
 ) -> EncodedSentence:
     """Cut one sentence's word pieces into windows of at most `max_length` subwords (special tokens included).
 
@@ -118,6 +131,8 @@ def encode_sentence(
     window starts (default: half the budget). `begin_of`: the `B-X` id of every `I-X` id; given (training
     targets), a window that starts inside an entity starts it with `B-X`, so every window's targets are a
     valid sequence, which a constrained CRF needs (an `I-` first has probability zero there).
+    `context`: the (left, right) subwords of the sentence's document around it (`context_pieces`), added
+    where the words leave room, by the rule of the module docstring.
     """
     prefix, suffix = specials
     budget = max_length - len(prefix) - len(suffix)
@@ -127,17 +142,54 @@ def encode_sentence(
     owner = owners(spans, len(pieces))
     windows = []
     for w, (start, end) in enumerate(spans):
-        ids, word_index = list(prefix), []
-        for word in range(start, end):
+        words = [pieces[word][:budget] for word in range(start, end)]  # an over-long word keeps its head
+        before = context[0] if start == 0 else ()
+        after = context[1] if end == len(pieces) else ()
+        n_left, n_right = share_room(budget - sum(map(len, words)), len(before), len(after))
+        ids = [*prefix, *before[len(before) - n_left :]]
+        word_index = []
+        for word in words:
             word_index.append(len(ids))
-            ids.extend(pieces[word][:budget])  # a single word longer than the budget keeps its head
+            ids.extend(word)
+        ids.extend(after[:n_right])
+        left, right = (len(prefix), len(prefix) + n_left), (len(ids) - n_right, len(ids))
         ids.extend(suffix)
         owned = tuple(owner[word] == w for word in range(start, end))
         targets = list(labels[start:end])
         if begin_of is not None:
             targets[0] = begin_of.get(targets[0], targets[0])
-        windows.append(Window(tuple(ids), tuple(word_index), start, owned, tuple(targets)))
+        context_spans = {"left": left, "right": right} if n_left or n_right else {}  # else the defaults
+        windows.append(Window(tuple(ids), tuple(word_index), start, owned, tuple(targets), **context_spans))
     return EncodedSentence(index, tuple(windows))
+
+
+def share_room(room: int, left: int, right: int) -> tuple[int, int]:
+    """Context subwords taken on each side from `room` free places, when `left` and `right` are on offer:
+    up to half each, and what one side leaves goes to the other."""
+    n_left = min(left, room // 2)
+    n_right = min(right, room - n_left)
+    return min(left, room - n_right), n_right
+
+
+def drop_context(sentence: EncodedSentence, left: bool, right: bool) -> EncodedSentence:
+    """`sentence` with its preceding (`left`) and/or following (`right`) context removed, the other side
+    left as it was (`context_dropout`); both removed: the windows it has when encoded without context."""
+    windows = []
+    for window in sentence.windows:
+        ids, word_index = list(window.input_ids), window.word_index
+        spans = {"left": window.left, "right": window.right}
+        if right:
+            del ids[slice(*window.right)]
+            spans["right"] = (0, 0)
+        if left:
+            start, end = window.left
+            del ids[start:end]
+            word_index = tuple(i - (end - start) for i in word_index)
+            if spans["right"] != (0, 0):
+                spans["right"] = (spans["right"][0] - (end - start), spans["right"][1] - (end - start))
+            spans["left"] = (0, 0)
+        windows.append(replace(window, input_ids=tuple(ids), word_index=word_index, **spans))
+    return replace(sentence, windows=tuple(windows))
 
 
 def collate(items: Sequence[tuple[EncodedSentence, bool]], pad_id: int) -> dict:

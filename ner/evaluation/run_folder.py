@@ -70,6 +70,12 @@ class RunFolder:
             raise NerError(f"{self.metrics_path}: unreadable ({error})") from None
 
     @property
+    def retrain(self) -> dict[str, Any] | None:
+        """How a run without dev was trained (`data.dev=none`: `{trained_on, from, epochs, schedule_epochs,
+        label}`, metrics.json `protocol.retrain`); None for a dev-selected run."""
+        return self.metrics["protocol"].get("retrain")
+
+    @property
     def head(self) -> str:
         return str(self.metrics["model"]["head"]) if self.finished else str(self.config.head.name)
 
@@ -108,6 +114,8 @@ class RunFolder:
     def best_checkpoint(self) -> tuple[int, Path]:
         """The dev-selected checkpoint and its epoch."""
         found = self._by_epoch(BEST_CHECKPOINT)
+        if not found and self.finished and self.retrain:
+            raise NerError(f"{self.path}: trained without dev (data.dev=none), no best checkpoint; use last")
         if len(found) != 1:
             raise NerError(
                 f"{self.checkpoints_dir}: expected exactly one best-epochN.ckpt, found {len(found)}"

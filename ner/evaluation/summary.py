@@ -4,7 +4,8 @@
 
 A row per run: head, seed, precision, epochs, best epoch, dev F1, test micro P/R/F1, true macro F1, the
 support-weighted average, per-type F1 and seconds per epoch. A run evaluated under the model card's protocol
-(dev = test) is labelled as such in its row.
+(dev = test) is labelled as such in its row, and so is a final retrain on train+dev (`data.dev=none`: no dev
+F1, the last epoch kept, epochs fixed from a dev-selected run or given by hand).
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ TYPES = ("DNA", "RNA", "cell_line", "cell_type", "protein")  # the README's colu
 
 def row(run: RunFolder, types: list[str]) -> dict:
     metrics = run.metrics
-    test, dev = metrics["test"], metrics["dev"]
-    label = " (MODEL CARD PROTOCOL: dev = test)" if metrics["protocol"].get("dev_is_test") else ""
+    test, dev = metrics["test"], metrics.get("dev")  # no dev block: trained on train+dev
+    protocol, label = metrics["protocol"], ""
+    if protocol.get("dev_is_test"):
+        label = " (MODEL CARD PROTOCOL: dev = test)"
+    elif protocol.get("retrain"):
+        label = f" ({protocol['retrain']['label']})"
+    kept = f"kept {metrics['kept_epoch']}" if "kept_epoch" in metrics else f"best {metrics['best_epoch']}"
     # None: an epoch resumed by a version that did not yet carry its clock across processes.
     seconds = ", ".join("?" if s is None else f"{s:.0f}" for s in metrics["timing"]["seconds_per_epoch"])
     micro = test["micro"]
@@ -31,8 +37,8 @@ def row(run: RunFolder, types: list[str]) -> dict:
         "head": f"{metrics['model']['head']}{label}",
         "seed": metrics["seed"],
         "precision": str(run.config.trainer.get("precision", "?")),
-        "epochs": f"{len(metrics['epochs'])} (best {metrics['best_epoch']})",
-        "dev F1": dev["micro"]["f1"],
+        "epochs": f"{len(metrics['epochs'])} ({kept})",
+        "dev F1": (dev or {}).get("micro", {}).get("f1"),  # blank: no dev set, or no dev batch scored
         "test P / R / F1": f"{micro['precision']:.4f} / {micro['recall']:.4f} / **{micro['f1']:.4f}**",
         "test macro F1": test["macro"]["f1"],
         "weighted avg": test["weighted"]["f1"],

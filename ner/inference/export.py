@@ -8,12 +8,22 @@
   head's transition scores, the heads' own decoding code (`ner/heads/viterbi.py`) and the model class and
   pipeline that call it (`ner/inference/hf/`); load it with `trust_remote_code=True`. Without that flag
   loading fails, instead of silently decoding with an argmax.
+
+A model trained with document context (`data.context > 0`) saw each sentence with up to N subwords of its
+neighbouring sentences. The Hugging Face pipeline cannot give it that: it tags each input on its own, with
+no unlabelled context around it. `export` warns, and the model card says so; `ner.Predictor` and
+`python -m ner predict` (also with the ONNX graph) do give the context.
+
+`--onnx` adds `model.onnx`: the encoder and emission layer as an ONNX graph for ONNX Runtime, emissions out,
+decoding left to the heads' code (`python -m ner predict --backend onnx --onnx-model DIR/model.onnx`, see
+`ner.inference.onnx`); `--int8` also writes `model.int8.onnx`, its int8 quantization (approximate).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
@@ -26,9 +36,12 @@ from ner.errors import NerError, user_errors
 from ner.evaluation.run_folder import run_folder_of_checkpoint
 from ner.heads import ExportedDecoder, viterbi
 from ner.inference import hf as hf_code
+from ner.inference.onnx import FILE as ONNX_FILE
+from ner.inference.onnx import INT8_FILE, export_onnx, quantize_int8
 from ner.inference.predictor import load_checkpoint
 from ner.model import NerTagger
 
+log = logging.getLogger(__name__)
 # shipped in the folder: the model class, its config and pipeline, and the heads' own decoding code
 REMOTE_FILES = [
     Path(hf_code.__file__).parent / name
@@ -40,6 +53,13 @@ AUTO_MAP = {
 }
 # the encoder's own bookkeeping, meaningless (or a local path) inside the exported config
 ENCODER_KEYS_DROPPED = ("_name_or_path", "architectures", "id2label", "label2id", "transformers_version")
+CONTEXT_NOTE = (
+    "Trained with document context (`data.context={context}`): each sentence was encoded with up to"
+    " {context} subwords of the neighbouring sentences of its document on each side, unlabelled. This"
+    " pipeline cannot do that: it tags each input on its own, so given one sentence at a time the model"
+    " sees no context and may score lower than in training. `ner.Predictor` and `python -m ner predict`"
+    " give every sentence the other sentences of its document as context."
+)
 PIPELINE = {
     "impl": "pipeline_ner_tagger.NerTaggerPipeline",
     "pt": ["AutoModelForTokenClassification"],
@@ -100,6 +120,8 @@ def model_card(model: NerTagger, decoder: ExportedDecoder | None, metrics: dict 
             f" F1 {micro['f1']:.4f}.\n"
         )
     remote = ", trust_remote_code=True" if decoder else ""
+    context = model.hparams.get("context", 0)
+    context_note = f"\n{CONTEXT_NOTE.format(context=context)}\n" if context else ""
     return f"""# Biomedical NER (JNLPBA)
 
 Encoder `{encoder}`, head `{model.hparams.head}`{decoding}; labels: {", ".join(model.labels)}.
@@ -112,15 +134,27 @@ ner("Mouse thymus was used as a source of glucocorticoid receptor from normal CS
 
 The model was trained on GENIA-tokenized words (punctuation split off, hyphenated terms whole), labelling each
 word at its first subword: `aggregation_strategy="first"` reads it the same way.
-"""
+{context_note}"""
 
 
-def export(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write the Hugging Face folder for checkpoint `ckpt` into `out`; returns `out`."""
+def export(
+    ckpt: str | Path, out: str | Path, overwrite: bool = False, onnx: bool = False, int8: bool = False
+) -> Path:
+    """Write the Hugging Face folder for checkpoint `ckpt` into `out`; returns `out`.
+
+    `onnx`: also `out/model.onnx` (`ner.inference.onnx`); `int8`: and `out/model.int8.onnx` (implies onnx).
+    """
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
         raise NerError(f"{out} exists and is not an empty folder (pass --overwrite to replace its files)")
     model, tokenizer = load_checkpoint(ckpt)
+    if model.hparams.get("context", 0):
+        log.warning(
+            "%s was trained with data.context=%d: the exported Hugging Face pipeline tags each input without"
+            " the neighbouring sentences it had as context (see the folder's README.md)",
+            ckpt,
+            model.hparams.context,
+        )
     decoder = model.head.export_decoder()  # as trained
     hf = remote_model(model, decoder) if decoder else standard_model(model)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +166,10 @@ def export(ckpt: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     run = run_folder_of_checkpoint(ckpt)
     metrics = run.metrics if run and run.finished else None  # the run's own scores, for the card
     (out / "README.md").write_text(model_card(model, decoder, metrics), encoding="utf-8")
+    if onnx or int8:
+        export_onnx(model, out / ONNX_FILE, source=Path(ckpt).resolve())
+    if int8:
+        quantize_int8(out / ONNX_FILE, out / INT8_FILE)
     return out
 
 
@@ -140,9 +178,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ckpt", required=True, help="checkpoint of a run (e.g. RUN/checkpoints/last.ckpt)")
     parser.add_argument("--out", required=True, help="folder to write (created; must be empty)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also model.onnx: encoder + emission layer for ONNX Runtime"
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also model.int8.onnx, int8-quantized (approximate; implies --onnx)",
+    )
     args = parser.parse_args(argv)
     with user_errors():
-        out = export(args.ckpt, args.out, args.overwrite)
+        out = export(args.ckpt, args.out, args.overwrite, onnx=args.onnx, int8=args.int8)
         print(f"exported to {out}")
     return 0
 

@@ -7,8 +7,12 @@ Input (a file, or `-` for standard input), UTF-8:
 - plain text: one document per line; blank lines are skipped. Each document gives
   `{"line": N, "text": ..., "entities": [{"type", "start", "end", "text", "score"}, ...]}`.
 - JSON lines (`--format jsonl`, a `.jsonl` file, or input whose first line starts with `{`): objects with
-  `"text"` (raw text -> `"entities"` added) or `"tokens"` (a word list -> `"tags"` and `"scores"` added);
-  every other field (an id, say) is passed through.
+  `"text"` (raw text -> `"entities"` added), `"tokens"` (a word list -> `"tags"` and `"scores"` added) or
+  `"sentences"` (a pre-tokenized document, a list of word lists -> `"tags"` and `"scores"`, one list per
+  sentence); every other field (an id, say) is passed through.
+A record is one document: a model trained with `data.context > 0` gives each sentence the neighbouring
+sentences of its own record as context (a text's sentences, a `"sentences"` list), never another record's;
+a `"tokens"` record is a document of one sentence.
 Character offsets count Unicode code points of the text, as Python's `text[start:end]` does.
 """
 
@@ -24,6 +28,7 @@ from ner.errors import DataError, user_errors
 from ner.files import atomic_write_text, decode_text, read_bytes
 
 STDIN = "<stdin>"
+INPUT_KEYS = ("text", "tokens", "sentences")  # a record holds exactly one of them
 PROGRESS_FROM = 100  # records: smaller inputs finish before a progress bar would help
 
 
@@ -40,7 +45,8 @@ def read_input(source: str) -> tuple[str, str]:
 
 
 def parse_records(name: str, text: str, fmt: str) -> list[dict]:
-    """Input records, each with `line` and either `text` or `tokens` (validated, with line numbers)."""
+    """Input records, each with `line` and one of `text`, `tokens`, `sentences` (validated, with line
+    numbers)."""
     lines = text.splitlines()
     if fmt == "auto":
         first = next(line for line in lines if line.strip())
@@ -58,8 +64,8 @@ def parse_records(name: str, text: str, fmt: str) -> list[dict]:
             raise DataError(name, f"not valid JSON ({error.msg})", number) from None
         if isinstance(record, str):
             record = {"text": record}
-        if not isinstance(record, dict) or ("text" in record) == ("tokens" in record):
-            raise DataError(name, 'expected an object with either "text" or "tokens"', number)
+        if not isinstance(record, dict) or sum(key in record for key in INPUT_KEYS) != 1:
+            raise DataError(name, 'expected an object with one of "text", "tokens" or "sentences"', number)
         if "text" in record and not isinstance(record["text"], str):
             raise DataError(name, '"text" must be a string', number)
         tokens = record.get("tokens")
@@ -67,20 +73,29 @@ def parse_records(name: str, text: str, fmt: str) -> list[dict]:
             isinstance(tokens, list) and all(isinstance(t, str) and t.strip() for t in tokens)
         ):
             raise DataError(name, '"tokens" must be a list of non-empty strings', number)
+        sentences = record.get("sentences")
+        if "sentences" in record and not (isinstance(sentences, list) and all(map(_is_words, sentences))):
+            raise DataError(name, '"sentences" must be a list of lists of non-empty strings', number)
         records.append({"line": number, **record})
     return records
 
 
+def _is_words(words) -> bool:
+    return isinstance(words, list) and all(isinstance(w, str) and w.strip() for w in words)
+
+
 def annotate(predictor, records: list[dict], progress: bool) -> list[dict]:
-    """Each record with its `entities` (text) or `tags` and `scores` (tokens)."""
+    """Each record with its `entities` (text) or `tags` and `scores` (tokens; per sentence for sentences)."""
     texts = [r for r in records if "text" in r]
-    sentences = [r for r in records if "tokens" in r]
+    tokenized = [r for r in records if "text" not in r]
     for record, entities in zip(texts, predictor.entities([r["text"] for r in texts], progress), strict=True):
         record["entities"] = [asdict(entity) for entity in entities]
-    for record, tagged in zip(
-        sentences, predictor.tag([r["tokens"] for r in sentences], progress), strict=True
-    ):
-        record["tags"], record["scores"] = list(tagged.tags), [round(s, 6) for s in tagged.scores]
+    documents = [r["sentences"] if "sentences" in r else [r["tokens"]] for r in tokenized]
+    for record, tagged in zip(tokenized, predictor.tag_documents(documents, progress), strict=True):
+        tags = [list(t.tags) for t in tagged]
+        scores = [[round(s, 6) for s in t.scores] for t in tagged]
+        single = "tokens" in record  # one word list in, one tag list out
+        record["tags"], record["scores"] = (tags[0], scores[0]) if single else (tags, scores)
     return records
 
 
@@ -99,6 +114,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="32",
         help="32: exact (default); bf16: bfloat16 autocast, faster on GPUs and AVX512-BF16/AMX CPUs; "
         "int8: dynamically quantized encoder, CPU only (costs F1: see the README's benchmark figures)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),  # ner.inference.onnx.BACKENDS
+        default="torch",
+        help="torch (default) or onnx: the encoder runs in ONNX Runtime, same tags as torch fp32",
+    )
+    parser.add_argument(
+        "--onnx-model",
+        help="the graph for --backend onnx (from python -m ner export --onnx: DIR/model.onnx,"
+        " DIR/model.int8.onnx; default: exported to a temporary folder for this run)",
     )
     parser.add_argument(
         "--progress",
@@ -122,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             precision=args.precision,
             max_length=args.max_length,
             batch_size=args.batch_size,
+            backend=args.backend,
+            onnx_model=args.onnx_model,
         )
         progress = args.progress if args.progress is not None else len(records) >= PROGRESS_FROM
         lines = [json.dumps(r, ensure_ascii=False) for r in annotate(predictor, records, progress)]

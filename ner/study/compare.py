@@ -2,7 +2,9 @@
 
 Input: run folders. Each contributes the arms evaluated next to it (`eval/<arm>.json`, see
 `ner.study.evaluate_arms`) or, for a plain run without `eval/`, itself as one arm named after its head (and
-decode mode when not per-word argmax). `eval/card-<arm>.json` files feed the model card section.
+decode mode when not per-word argmax). `eval/card-<arm>.json` files feed the model card section. Runs
+retrained on train+dev (`data.dev=none`, `ablation=retrain`) are not arms of their own: each arm's retrained
+runs are summarized next to its dev-selected ones, with a paired test between the two (`retrained`).
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ class ArmRun:
 Arms = dict[str, list[ArmRun]]
 
 
-def collect(run_dirs: Sequence[str | Path], arm_order: Sequence[str] = ()) -> tuple[Arms, Arms]:
-    """`(honest arms, card arms)`: `{arm: [one ArmRun per run, by seed]}`; the arms named in `arm_order`
-    first, in that order, then the others as found (each run's own arm first)."""
-    found: dict[str, Arms] = {"honest": {}, "card": {}}
+def collect(run_dirs: Sequence[str | Path], arm_order: Sequence[str] = ()) -> tuple[Arms, Arms, Arms]:
+    """`(honest arms, card arms, retrained arms)`: `{arm: [one ArmRun per run, by seed]}`; the arms named in
+    `arm_order` first, in that order, then the others as found (each run's own arm first)."""
+    found: dict[str, Arms] = {"honest": {}, "card": {}, "retrained": {}}
     for run in map(RunFolder, run_dirs):
         metrics = run.metrics  # a NerError when the run has not finished
         results = [json.loads(p.read_text()) for p in sorted((run.path / "eval").glob("*.json"))]
@@ -61,6 +63,7 @@ def collect(run_dirs: Sequence[str | Path], arm_order: Sequence[str] = ()) -> tu
             results.append(native_arm(Arm(name, run.head), metrics, decode))
         for result in results:
             protocol = "card" if result.get("protocol") == "card" else "honest"
+            protocol = "retrained" if result.get("retrain") else protocol
             found[protocol].setdefault(result["arm"], []).append(ArmRun(run.path, result))
     for arms in found.values():
         for name, runs in arms.items():
@@ -72,10 +75,10 @@ def collect(run_dirs: Sequence[str | Path], arm_order: Sequence[str] = ()) -> tu
                 )
             runs.sort(key=lambda r: r.seed)
     rank = {name: k for k, name in enumerate(arm_order)}
-    honest, card = (
+    honest, card, retrained = (
         dict(sorted(a.items(), key=lambda item: rank.get(item[0], len(rank)))) for a in found.values()
     )
-    return honest, card
+    return honest, card, retrained
 
 
 def over(runs: Sequence[ArmRun], get: Callable[[dict], float]) -> dict:
@@ -122,29 +125,67 @@ def pooled_counts(
     return docs, total, unit
 
 
+def paired(
+    a: str,
+    runs_a: Sequence[ArmRun],
+    b: str,
+    runs_b: Sequence[ArmRun],
+    types: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> dict | None:
+    """F1(b) - F1(a), micro and macro, on the seeds both have (None: no common seed)."""
+    seeds = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
+    if not seeds:
+        return None
+    docs_a, counts_a, unit = pooled_counts(runs_a, seeds, types)
+    docs_b, counts_b, _ = pooled_counts(runs_b, seeds, types)
+    if docs_a != docs_b:
+        raise NerError(f"arms {a} and {b} were tested on different documents")
+    return {
+        "a": a,
+        "b": b,
+        "seeds": seeds,
+        "resampled": unit,
+        "pooled_f1": {a: float(f1(counts_a.sum(0))), b: float(f1(counts_b.sum(0)))},
+        "micro": paired_test(counts_a, counts_b, "micro", resamples, seed),
+        "macro": paired_test(counts_a, counts_b, "macro", resamples, seed),
+    }
+
+
 def significance(honest: Arms, types: Sequence[str], resamples: int, seed: int) -> list[dict]:
     """Every pair of arms (in arm order), on the seeds both have: F1(second) - F1(first), micro and macro."""
-    tests = []
-    for a, b in combinations(honest, 2):
-        seeds = sorted({r.seed for r in honest[a]} & {r.seed for r in honest[b]})
-        if not seeds:
-            continue
-        docs_a, counts_a, unit = pooled_counts(honest[a], seeds, types)
-        docs_b, counts_b, _ = pooled_counts(honest[b], seeds, types)
-        if docs_a != docs_b:
-            raise NerError(f"arms {a} and {b} were tested on different documents")
-        tests.append(
-            {
-                "a": a,
-                "b": b,
-                "seeds": seeds,
-                "resampled": unit,
-                "pooled_f1": {a: float(f1(counts_a.sum(0))), b: float(f1(counts_b.sum(0)))},
-                "micro": paired_test(counts_a, counts_b, "micro", resamples, seed),
-                "macro": paired_test(counts_a, counts_b, "macro", resamples, seed),
-            }
-        )
-    return tests
+    tests = (paired(a, honest[a], b, honest[b], types, resamples, seed) for a, b in combinations(honest, 2))
+    return [test for test in tests if test is not None]
+
+
+def retrained_summary(
+    name: str,
+    runs: Sequence[ArmRun],
+    selected: Sequence[ArmRun],
+    types: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> dict:
+    """An arm retrained on train+dev next to the same arm selected on dev: test F1 over seeds, and the
+    paired test retrained - dev-selected on their common seeds."""
+    retrained = f"{name} (retrained on train+dev)"
+
+    def test_f1(arm_runs: Sequence[ArmRun]) -> dict:
+        return {
+            "seeds": [r.seed for r in arm_runs],
+            "runs": [str(r.run_dir) for r in arm_runs],
+            "test_f1": over(arm_runs, lambda r: r["test"]["micro"]["f1"]),
+            "test_macro_f1": over(arm_runs, lambda r: r["test"]["macro"]["f1"]),
+        }
+
+    return {
+        "trained_on": "train+dev",
+        "labels": [r.result["retrain"]["label"] for r in runs],
+        "retrained": test_f1(runs),
+        "dev_selected": test_f1(selected) if selected else None,
+        "significance": paired(name, selected, retrained, runs, types, resamples, seed) if selected else None,
+    }
 
 
 def card_summary(runs: Sequence[ArmRun]) -> dict:
@@ -185,14 +226,22 @@ def compare(
     """The whole comparison as a JSON-ready dict (`comparison.json`); run paths relative to `out_dir`.
 
     Arms appear in `arm_order`, then as found (each run's own arm first)."""
-    honest, card = collect(run_dirs, arm_order)
+    honest, card, retrained = collect(run_dirs, arm_order)
     if not honest:
-        raise NerError("nothing to compare: no finished runs")
+        raise NerError("nothing to compare: no finished dev-selected runs")
     labels = next(iter(honest.values()))[0].result["test"]["per_type"]
     types = types_of(f"B-{t}" for t in labels)
     arms = {name: arm_summary(runs, types) for name, runs in honest.items()}
+    final = {
+        name: retrained_summary(name, runs, honest.get(name, []), types, resamples, seed)
+        for name, runs in retrained.items()
+    }
     if out_dir is not None:
-        for summary in arms.values():
+        summaries = [
+            *arms.values(),
+            *(s[k] for s in final.values() for k in ("retrained", "dev_selected") if s[k]),
+        ]
+        for summary in summaries:
             summary["runs"] = [os.path.relpath(r, out_dir) for r in summary["runs"]]
     return {
         "protocol": HONEST,
@@ -205,4 +254,5 @@ def compare(
             "difference = b - a"
         ),
         "card_protocol": {name: card_summary(runs) for name, runs in card.items()},
+        "retrained": final,  # {arm: retrained on train+dev vs dev-selected}; {} without retrained runs
     }

@@ -6,6 +6,8 @@
   and scores it on test. Without per-epoch checkpoints it falls back to the argmax-selected best
   checkpoint, and says so.
 - The model card protocol (`RUN/eval/card-<arm>.json`) re-scores the test predictions of every epoch.
+- A final retrain on train+dev (`data.dev=none`) has no dev: each of its arms is its kept (last) epoch,
+  decoded the arm's way and scored on test, and says how it was trained (`retrain`); no card protocol.
 Each (checkpoint, split) is decoded once, in every mode needed, into `RUN/eval/epochs/epochN/<mode>/`;
 files are written atomically and anything already there is reused, so evaluation is restartable.
 """
@@ -34,7 +36,10 @@ class EpochDecodes:
         self.run, self.trained, self.device, self.log = run, trained, device, log
         self.checkpoints = run.epoch_checkpoints()
         self.per_epoch = bool(self.checkpoints)
-        if not self.per_epoch:  # trained without keep_epoch_checkpoints: only the dev-selected epoch
+        if run.retrain:  # no dev to select on: the kept (last) epoch is the model
+            kept = run.metrics["kept_epoch"]
+            self.checkpoints, self.per_epoch = {kept: run.checkpoint("last")}, False
+        elif not self.per_epoch:  # trained without keep_epoch_checkpoints: only the dev-selected epoch
             epoch, path = run.best_checkpoint()
             self.checkpoints = {epoch: path}
 
@@ -75,8 +80,11 @@ class EpochDecodes:
 
 
 def arm_result(arm: Arm, metrics: dict, decode: str) -> dict:
-    """The fields every arm file starts with."""
-    return {"arm": arm.name, "head": metrics["model"]["head"], "decode": decode, "seed": metrics["seed"]}
+    """The fields every arm file starts with (and, for a retrain on train+dev, how it was trained)."""
+    result = {"arm": arm.name, "head": metrics["model"]["head"], "decode": decode, "seed": metrics["seed"]}
+    if retrain := metrics["protocol"].get("retrain"):
+        result["retrain"] = retrain
+    return result
 
 
 def native_arm(arm: Arm, metrics: dict, trained: str) -> dict:
@@ -87,14 +95,16 @@ def native_arm(arm: Arm, metrics: dict, trained: str) -> dict:
         "native": True,  # the run's own result, not a re-decoding
         "selection": metrics["protocol"]["selection"],
         "dev_is_test": metrics["protocol"]["dev_is_test"],
-        "epoch": metrics["best_epoch"],
-        **{split: metrics[split] for split in ("dev", "test")},
-        "predictions": {"dev": "predictions/dev.iob2", "test": "predictions/test.iob2"},
+        "epoch": metrics.get("kept_epoch", metrics["best_epoch"]),
+        **{split: metrics[split] for split in ("dev", "test") if split in metrics},  # retrain: no dev
+        "predictions": {split: f"predictions/{split}.iob2" for split in ("dev", "test") if split in metrics},
     }
 
 
 def decoded_arm(arm: Arm, metrics: dict, decodes: EpochDecodes) -> dict:
     """A decode-only arm: epoch selected by dev F1 under the arm's decoding, then scored on test."""
+    if decodes.run.retrain:
+        return retrained_arm(arm, metrics, decodes)
     epoch, dev = decodes.dev_selected(arm.decode)
     decodes.ensure("test", [arm.decode], [epoch])
     predictions = {
@@ -118,6 +128,26 @@ def decoded_arm(arm: Arm, metrics: dict, decodes: EpochDecodes) -> dict:
         "dev": dev[epoch],
         "test": decodes.scores(epoch, arm.decode, "test"),
         "epochs": [{"epoch": e, "dev_f1": scores["micro"]["f1"]} for e, scores in dev.items()],
+        "predictions": predictions,
+    }
+
+
+def retrained_arm(arm: Arm, metrics: dict, decodes: EpochDecodes) -> dict:
+    """A decode-only arm of a run without dev: its kept epoch decoded the arm's way, scored on test."""
+    (epoch,) = decodes.checkpoints
+    decodes.ensure("test", [arm.decode], [epoch])
+    predictions = {"test": str(Path("eval", arm.name, "predictions", "test.iob2"))}
+    atomic_write_text(
+        decodes.run.path / predictions["test"], decodes.file(epoch, arm.decode, "test").read_text()
+    )
+    return {
+        **arm_result(arm, metrics, arm.decode),
+        "protocol": "honest",
+        "native": False,
+        "selection": f"none: the kept (last) epoch, decoded with {arm.decode}",
+        "dev_is_test": False,
+        "epoch": epoch,
+        "test": decodes.scores(epoch, arm.decode, "test"),
         "predictions": predictions,
     }
 
@@ -169,15 +199,16 @@ def evaluate_run(
     metrics, trained = run.metrics, trained_decode(run)
 
     def todo(candidates: Sequence[Arm], prefix: str) -> dict[Path, Arm]:
-        files = {run.path / "eval" / f"{prefix}{a.name}.json": a for a in candidates if a.head == run.head}
+        files = {run.path / "eval" / f"{prefix}{a.name}.json": a for a in candidates if a.matches(run)}
         return {path: arm for path, arm in files.items() if not path.exists()}
 
-    arms, cards = todo(arms, ""), todo(card_arms, "card-")
+    # a retrain on train+dev has no dev-selected epoch to hold the card's test-selected one against
+    arms, cards = todo(arms, ""), todo(card_arms, "card-") if not run.retrain else {}
     redecoded = {a.decode for a in arms.values() if a.decode not in (None, trained)}
     card_modes = {a.decode or trained for a in cards.values()}
     decodes = EpochDecodes(run, trained, device, log) if redecoded or cards else None
     # plan first: each (checkpoint, split) decoded once, in every mode asked for
-    if redecoded or card_modes - {trained}:
+    if (redecoded or card_modes - {trained}) and not run.retrain:
         decodes.ensure("dev", sorted(redecoded | card_modes - {trained}))
     if cards and decodes.per_epoch:
         decodes.ensure("test", sorted(redecoded | card_modes))

@@ -125,6 +125,39 @@ def card_tables(arm: str, card: dict) -> list[tuple[Table, str]]:
     ]
 
 
+RETRAIN_NOTE = (
+    "Percent; mean ± std over seeds (n-1) [min–max]. Retrained: trained on train+dev (data.dev=none, no dev "
+    "set), the last epoch kept; Δ = retrained − dev-selected on the seeds both have, paired test as above."
+)
+
+
+def retrained_tables(retrained: dict) -> list[tuple[Table, str]]:
+    """Each retrained arm next to the same arm selected on dev: seeds, test F1, and the paired difference."""
+    rows = []
+    for name, final in retrained.items():
+        for label, key in (("selected on dev", "dev_selected"), ("retrained on train+dev", "retrained")):
+            if (arm := final[key]) is None:
+                continue
+            rows.append(
+                {
+                    "arm": name,
+                    "model": label,
+                    "seeds": ",".join(map(str, arm["seeds"])),
+                    "test F1": spread(arm["test_f1"]),
+                    "test macro F1": spread(arm["test_macro_f1"]),
+                }
+            )
+        if test := final["significance"]:
+            t = test["micro"]
+            rows[-1]["Δ micro F1 [95% CI]"] = (
+                f"{pct(t['difference'], '+')} [{pct(t['ci_low'], '+')}, {pct(t['ci_high'], '+')}]"
+            )
+            rows[-1]["p boot"], rows[-1]["p AR"] = p_value(t["p_bootstrap"]), p_value(t["p_randomization"])
+    labels = sorted({label for final in retrained.values() for label in final["labels"]})
+    note = f"{RETRAIN_NOTE} Epochs: {'; '.join(labels)}."
+    return [(Table("Final models: retrained on train+dev vs selected on dev", rows), note)]
+
+
 def make_console(stderr: bool = False) -> Console:
     """A rich console; wide when writing to a file or pipe (a log), where rich would assume 80 columns."""
     stream = sys.stderr if stderr else sys.stdout
@@ -146,6 +179,8 @@ def report(
     tables = arm_tables(comparison)
     for arm, card in comparison["card_protocol"].items():
         tables += card_tables(arm, card)
+    if comparison.get("retrained"):
+        tables += retrained_tables(comparison["retrained"])
     for table, note in tables:
         out.print(table)
         out.print(escape(note), style="dim")

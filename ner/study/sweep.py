@@ -1,8 +1,10 @@
 """The study as a Hydra sweep: `python experiments/run.py -m ablation=heads model=minilm data.dir=DIR`.
 
 `experiments/configs/ablation/heads.yaml` sets the sweep (head x seed into `STUDY/runs/<head>-seed<seed>/`)
-and registers `StudySweep` as a Hydra callback. Hydra's launcher trains the runs (one after the other,
-`hydra/launcher=joblib` N at once, `hydra/launcher=slurm` as a SLURM array); the callback
+and registers `StudySweep` as a Hydra callback; `ablation/recipe.yaml` is the same with context arms, and
+`ablation/retrain.yaml` retrains one arm on train+dev into `STUDY/retrain/`, compared as its own section.
+Hydra's launcher trains the runs (one after the other, `hydra/launcher=joblib` N at once,
+`hydra/launcher=slurm` as a SLURM array); the callback
 
 - after each run, in the process that trained it (on its GPU): evaluates the run's arms, `RUN/eval/`;
 - when a run fails: records why (`RUN/failed.txt`) and lets the sweep go on, so one broken run never
@@ -45,9 +47,9 @@ def describe(error: BaseException) -> str:
 class StudySweep(Callback):
     """Evaluates each run's arms when it ends and compares the arms over seeds when the sweep ends.
 
-    `arms`: `{name: {head, decode}}`; `card_arms`: the arms also scored under the model card's protocol;
-    `protocol`: honest | card | both; `resamples` / `stats_seed`: the significance tests; `device`: where the
-    decode-only arms decode (auto | cpu | cuda)."""
+    `arms`: `{name: {head, decode, [training config keys, e.g. context]}}`; `card_arms`: the arms also
+    scored under the model card's protocol; `protocol`: honest | card | both; `resamples` / `stats_seed`:
+    the significance tests; `device`: where the decode-only arms decode (auto | cpu | cuda)."""
 
     def __init__(
         self,
@@ -71,6 +73,10 @@ class StudySweep(Callback):
     @property
     def heads(self) -> set[str]:
         return {arm.head for arm in (*self.arms, *self.card_arms)}
+
+    def selects(self, run: RunFolder) -> bool:
+        """Whether the run is one of an arm's (its head and the training settings the arm names)."""
+        return any(arm.matches(run) for arm in (*self.arms, *self.card_arms))
 
     def evaluate(self, run: RunFolder) -> bool:
         """The run's arms (files already there are kept); False, with the reason printed, when it failed."""
@@ -99,7 +105,7 @@ class StudySweep(Callback):
             job_return.status, job_return.return_value = JobStatus.COMPLETED, None
             return
         (run.path / FAILED).unlink(missing_ok=True)
-        if run.finished and run.head in self.heads:
+        if run.finished and self.selects(run):
             self.evaluate(run)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -119,7 +125,7 @@ class StudySweep(Callback):
             failed = run.path / FAILED
             why = failed.read_text().splitlines()[0] if failed.exists() else "no metrics.json yet"
             self.warn("not finished, left out:", f"{run.path.name} ({why})", "yellow")
-        finished = [run for run in runs if run.finished and run.head in self.heads]
+        finished = [run for run in runs if run.finished and self.selects(run)]
         if not finished:
             self.warn("no finished runs to compare", f"under {folder}")
             return 1
