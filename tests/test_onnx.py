@@ -17,7 +17,7 @@ from ner.data.reader import read_iob2
 from ner.data.windows import collate, encode_sentence, word_pieces
 from ner.errors import NerError
 from ner.inference import export, predict
-from ner.inference.onnx import FILE, INT8_FILE, OnnxEmissions, fingerprint, read_metadata
+from ner.inference.onnx import FILE, INT8_FILE, OPSET, OnnxEmissions, fingerprint, read_metadata
 from ner.inference.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +105,25 @@ def test_export_records_the_checkpoint_and_int8_is_smaller_and_close(exported, t
     assert 0 < error < 0.2  # approximate, not exact: why it is an option with a measured F1 cost
     tags = quantized.tag(sentences)
     assert [len(t.tags) for t in tags] == [len(s) for s in sentences]
+
+
+def test_the_graph_is_the_torchscript_export_and_the_session_does_not_spin(exported, torch_predictors):
+    """The export path `export_onnx` documents (TorchScript exporter, opset OPSET, dynamic axes) and the
+    session options it promises: pool threads that sleep between runs, so torch's decoding gets the cores."""
+    import onnx
+
+    proto = onnx.load_model(exported["crf"] / FILE)
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
+    dims = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    assert dims == {
+        "input_ids": ["windows", "subwords"],
+        "attention_mask": ["windows", "subwords"],
+        "word_index": ["windows", "words"],
+    }
+    session = OnnxEmissions(exported["crf"] / FILE, torch_predictors["crf"].model).session
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == torch.get_num_threads()
 
 
 def test_a_graph_from_other_weights_or_no_graph_is_refused(exported, torch_predictors, tmp_path):
