@@ -46,7 +46,7 @@ KNOBS = {
 NOT_KNOBS = ("search", "model", "data.dir", "ckpt_path", "hydra", "output_dir", "progress_bar")
 CAPTION = (
     "Selected by dev F1 only (best epoch of each run, official rules); test scores are never shown here. "
-    "Knobs: the settings that differ between runs."
+    "Knobs: the settings that differ between runs. Epochs are numbered from 0, as in checkpoints/epochN.ckpt."
 )
 
 
@@ -181,7 +181,7 @@ def plot(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
         label = ", ".join(f"{k}={v}" for k, v in r["knobs"].items()) or r["run"]
         f1s = [None if f is None else 100 * f for f in r["dev_f1_per_epoch"]]
         ax.plot(range(len(f1s)), f1s, marker="o", ms=3, label=label)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (numbered from 0)")
     ax.set_ylabel("dev F1 (%)")
     ax.set_title("Dev F1 per epoch, one line per run", fontsize=10)
     if len(done) <= 12:
