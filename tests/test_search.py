@@ -95,6 +95,8 @@ def test_the_command_writes_table_json_and_plots_without_test_scores(search, tmp
     saved = json.loads((out / "search.json").read_text())
     assert [r["run"] for r in saved["runs"]][:3] == ["optim.lr=2e-4", "optim.lr=1e-4", "optim.lr=5e-5"]
     assert "0.123456" not in (out / "search.json").read_text()
+    for row in saved["runs"]:  # relative to the report's folder, so a committed report travels
+        assert not Path(row["path"]).is_absolute() and (out / row["path"] / ".hydra").is_dir(), row["path"]
     for name in ("search_knobs.png", "search_epochs.png"):
         assert (out / name).read_bytes()[:8] == PNG, name
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -199,7 +200,9 @@ def report(
     out_dir = Path(out_dir or folders[0])
     shown = table(rows)
     markdown = f"### {shown.title}\n\n{shown.to_markdown()}\n\n_{CAPTION}_\n"
-    data = {"caption": CAPTION, "selection": "dev F1 (best epoch per run)", "runs": rows}
+    # run paths relative to the report, so that a committed search.json holds no machine's absolute paths
+    runs = [{**row, "path": os.path.relpath(row["path"], out_dir.resolve())} for row in rows]
+    data = {"caption": CAPTION, "selection": "dev F1 (best epoch per run)", "runs": runs}
     written = [atomic_write_text(out_dir / "search.md", markdown), write_json(out_dir / "search.json", data)]
     return written + plot(rows, out_dir)
 
