@@ -92,6 +92,7 @@ def test_the_command_writes_table_json_and_plots_without_test_scores(search, tmp
         assert "0.1235" not in text
     assert "test" not in markdown.replace(CAPTION, "")  # no test column, nothing about test but the caption
     assert "never shown" in markdown and markdown.index("optim.lr=2e-4") < markdown.index("optim.lr=1e-4")
+    assert "| 3 | 5e-05 | 0.01 |" in markdown  # lr 5e-5 shown as given, not rounded to 0.0001
     saved = json.loads((out / "search.json").read_text())
     assert [r["run"] for r in saved["runs"]][:3] == ["optim.lr=2e-4", "optim.lr=1e-4", "optim.lr=5e-5"]
     assert "0.123456" not in (out / "search.json").read_text()

@@ -124,6 +124,11 @@ def seconds(values: Sequence[float | None]) -> str:
     return f"{statistics.mean(known):.0f}" if known else ""
 
 
+def knob_cell(value: Any) -> Any:
+    """A knob as given: learning rates such as 5e-05 must not round to the table's 4 decimals (0.0001)."""
+    return f"{value:g}" if isinstance(value, float) else value
+
+
 def table(rows: Sequence[dict[str, Any]]) -> Table:
     shown = []
     for k, row in enumerate(rows, 1):
@@ -131,7 +136,7 @@ def table(rows: Sequence[dict[str, Any]]) -> Table:
         shown.append(
             {
                 "rank": k if row["dev_f1"] is not None else None,
-                **{name: value for name, value in row["knobs"].items()},
+                **{name: knob_cell(value) for name, value in row["knobs"].items()},
                 "dev F1": row["dev_f1"],
                 "best epoch": row["best_epoch"],
                 "dev F1 per epoch": per_epoch,
