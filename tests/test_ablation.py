@@ -28,6 +28,7 @@ from ner.files import run_lock
 from ner.metrics import score_sentences
 from ner.study.arms import arms_in_use
 from ner.study.compare import compare
+from ner.study.evaluate_arms import evaluate_run
 from ner.study.protocol import card_protocol, kept_words
 from ner.study.report import report
 from ner.study.sweep import FAILED, StudySweep
@@ -291,6 +292,34 @@ def test_compare_aggregates_seeds_and_pairs_arms_by_hand(tmp_path):
     assert result["card_protocol"] == {}
 
 
+def test_a_study_compares_again_from_its_arm_files_alone(tmp_path):
+    """What results/ commits (metrics.json, eval/*.json; no predictions, none of the corpus) is enough."""
+    right = (["B-protein", "I-protein", "O"], ["B-protein", "I-protein", "O"])
+    wrong = (["B-protein", "I-protein", "O"], ["B-protein", "O", "O"])
+    miss = (["B-DNA", "O"], ["O", "O"])
+    runs = [
+        fake_run(tmp_path / f"{head}-seed{seed}", head, seed, docs)
+        for head, seed, docs in [
+            ("softmax", 1, [[right, wrong], [miss], [right]]),
+            ("softmax", 2, [[wrong, wrong], [right], [miss]]),
+            ("crf", 1, [[right, right], [miss], [right]]),
+            ("crf", 2, [[right, wrong], [right], [right]]),
+        ]
+    ]
+    arms, _ = arms_in_use({"softmax": {"head": "softmax"}, "crf": {"head": "crf"}}, protocol="honest")
+    for run in runs:
+        (path,) = evaluate_run(run, arms)
+        documents = json.loads(path.read_text())["test_documents"]
+        assert documents["unit"] == "abstracts" and documents["documents"] == ["0", "1", "2"]
+        assert "w0" not in path.read_text()  # counts only, no words
+    before = compare(runs, resamples=300)["significance"]
+    for run in runs:
+        (run / "predictions" / "test.iob2").unlink()
+    assert compare(runs, resamples=300)["significance"] == before
+    (test,) = before
+    assert test["micro"]["documents"] == 3 and test["pooled_f1"]["crf"] == pytest.approx(2 * 6 / (7 + 8))
+
+
 def test_compare_refuses_unfinished_runs_and_duplicate_seeds(tmp_path):
     with pytest.raises(NerError, match="has not finished"):
         compare([tmp_path])
@@ -336,7 +365,7 @@ def test_recipe_study_sweeps_head_context_seed_and_keeps_the_experiments_recipe(
         )
         for name in [name + ("+ctx" if context else "")]
     ]
-    with pytest.raises(Exception, match="select the same runs"):  # no context in the recipe: two equal arms
+    with pytest.raises(Exception, match="select the same runs .*give study.context=N"):  # no recipe context
         instantiate(sweep_config(["experiment=quickstart", "ablation=recipe"]).hydra.callbacks.study)
     retrain = sweep_config(["ablation=retrain", "head=crf", "study.context=64", "data.context=64", "seed=2"])
     assert retrain.data.dev == "none" and retrain.hydra.sweep.subdir == "retrain/crf-ctx64-seed2"

@@ -57,6 +57,19 @@ def test_quickstart_experiment_uses_the_shipped_sample_offline():
     assert (Path(cfg.data.dir) / "train.iob2").exists() and (Path(cfg.data.dir) / "test.iob2").exists()
 
 
+def test_scibert_context_is_minilm_best_on_scibert():
+    """The carried-over recipe differs from the searched one only in its encoder, and not from the card's."""
+    best = compose_config(["experiment=minilm-best"])
+    carried = compose_config(["experiment=scibert-context"])
+    assert best.model.name == "minilm" and carried.model.encoder == "allenai/scibert_scivocab_cased"
+    assert (best.head.name, best.data.bucket) == ("crf", True)
+    best, carried = (OmegaConf.to_container(cfg) for cfg in (best, carried))
+    for cfg in (best, carried):
+        del cfg["model"]["encoder"], cfg["model"]["name"]
+    assert best == carried
+    assert OmegaConf.to_container(compose_config([]).optim) != carried["optim"]
+
+
 def test_every_config_file_composes():
     for group in ("data", "model", "head", "trainer", "logger", "experiment"):
         for path in sorted((CONFIGS / group).glob("*.yaml")):

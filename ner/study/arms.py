@@ -72,8 +72,13 @@ def arms_in_use(
     for arm in by_name.values():
         key = (arm.head, arm.decode, tuple(sorted((k, _off(v)) for k, v in arm.config)))
         if key in seen:  # e.g. a context arm whose context is 0: it would score the same runs twice
+            hint = (
+                "; with no context in the recipe, give study.context=N"
+                if dict(arm.config).get("data.context") is not None
+                else ""
+            )
             raise NerError(
-                f"study arms {seen[key]!r} and {arm.name!r} select the same runs the same way: {key}"
+                f"study arms {seen[key]!r} and {arm.name!r} select the same runs the same way: {key}{hint}"
             )
         seen[key] = arm.name
     missing = [a for a in card_arms if a not in by_name]
