@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -230,3 +232,31 @@ def test_compare_py_recomputes_the_comparison_of_finished_runs(sweeps, tmp_path)
     for arm, summary in swept["arms"].items():
         assert again["arms"][arm]["metrics"] == summary["metrics"], arm
     assert "Arms (honest protocol)" in done.stdout and (tmp_path / "f1_per_arm.png").is_file()
+
+
+# what the README's `find -regex` copies to results/ablations/: no checkpoints, no predictions
+COMMITTED = re.compile(
+    r".*/(comparison/.*|(runs|retrain)/[^/]+/(metrics\.json|config\.yaml|\.hydra/.*|eval/[^/]+\.json"
+    r"|eval/card-[^/]+/PROTOCOL\.txt))"
+)
+
+
+def test_the_study_goes_on_elsewhere_from_its_committed_files(sweeps, tmp_path):
+    """Copied to a new machine's outputs/, the committed files skip every run and give the same comparison."""
+    study = sweeps[0]
+    moved = tmp_path / "study"
+    for path in study.rglob("*"):
+        if path.is_file() and COMMITTED.fullmatch(f"/{path.relative_to(study)}"):
+            (moved / path.relative_to(study)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, moved / path.relative_to(study))
+    assert not list(moved.rglob("*.ckpt")) and not list(moved.rglob("*.iob2"))
+    shutil.rmtree(moved / "comparison")
+    done = run_sweep(moved)
+    assert done.returncode == 0, output(done)[-4000:]
+    for run in RUNS:
+        assert f"{moved / 'runs' / run}: finished already (metrics.json), skipped" in done.stdout
+    assert "Trainer.fit" not in output(done) and ": decoding " not in output(done)
+    again = json.loads((moved / "comparison" / "comparison.json").read_text())
+    swept = json.loads((study / "comparison" / "comparison.json").read_text())
+    assert again["arms"] == swept["arms"] and again["card_protocol"] == swept["card_protocol"]
+    assert again["significance"] == swept["significance"]

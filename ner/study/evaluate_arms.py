@@ -8,6 +8,8 @@
 - The model card protocol (`RUN/eval/card-<arm>.json`) re-scores the test predictions of every epoch.
 - A final retrain on train+dev (`data.dev=none`) has no dev: each of its arms is its kept (last) epoch,
   decoded the arm's way and scored on test, and says how it was trained (`retrain`); no card protocol.
+Each honest arm's file keeps its per-document test counts (`test_documents`), which is all the paired tests
+need: the comparison runs again from these files alone, without predictions or checkpoints.
 Each (checkpoint, split) is decoded once, in every mode needed, into `RUN/eval/epochs/epochN/<mode>/`;
 files are written atomically and anything already there is reused, so evaluation is restartable.
 """
@@ -27,6 +29,7 @@ from ner.files import atomic_write_text, write_json
 from ner.metrics import score_sentences
 from ner.study.arms import Arm
 from ner.study.protocol import CARD_LABEL, CARD_MAX_LENGTH, card_protocol, kept_words
+from ner.study.stats import test_documents
 
 
 class EpochDecodes:
@@ -217,6 +220,8 @@ def evaluate_run(
     for path, arm in arms.items():
         native = arm.decode in (None, trained)
         result = native_arm(arm, metrics, trained) if native else decoded_arm(arm, metrics, decodes)
+        test = read_iob2(run.path / result["predictions"]["test"], run.types, with_predictions=True)
+        result["test_documents"] = test_documents(test, run.types)
         written.append(write_json(path, result))
     for path, arm in cards.items():
         written.append(write_json(path, card_arm(arm, arm.decode or trained, metrics, decodes)))

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from ner.data.reader import Sentence
+from ner.data.reader import Corpus, Sentence
+from ner.errors import NerError
 from ner.metrics import count_sentence
 
 COUNTS = ("tp", "n_pred", "n_gold")
@@ -63,6 +64,32 @@ def document_counts(sentences: Sequence[Sentence], types: Sequence[str]) -> tupl
         counts = count_sentence(sentence.tags, sentence.predicted, types)
         rows[-1] += np.array([counts[name] for name in COUNTS], dtype=np.int64)
     return ids, np.stack(rows)
+
+
+def test_documents(corpus: Corpus, types: Sequence[str]) -> dict:
+    """Per-document counts of a predictions file as JSON, kept in each arm's result: the paired tests need
+    only these, so a study compares again from its committed results (which hold none of the corpus)."""
+    ids, counts = document_counts(corpus.sentences, types)
+    unit = "abstracts" if corpus.has_doc_markers else "sentences (the test file has no abstract markers)"
+    return {
+        "unit": unit,
+        "types": list(types),
+        "counts": list(COUNTS),
+        "documents": ids,
+        "per_document": counts.tolist(),
+    }
+
+
+def documents_of(record: dict, types: Sequence[str], where: str) -> tuple[list[str], np.ndarray, str]:
+    """`(doc ids, counts (docs, 3, types) in the order of `types`, unit)` from a `test_documents` record."""
+    if record["counts"] != list(COUNTS) or sorted(record["types"]) != sorted(types):
+        raise NerError(
+            f"{where}: per-document counts of {record['counts']} over types {record['types']}, "
+            f"expected {list(COUNTS)} over {list(types)}"
+        )
+    counts = np.asarray(record["per_document"], dtype=np.int64).reshape(-1, len(COUNTS), len(types))
+    order = [record["types"].index(t) for t in types]
+    return list(record["documents"]), counts[:, :, order], record["unit"]
 
 
 def f1(counts: np.ndarray, metric: str = "micro") -> np.ndarray:
