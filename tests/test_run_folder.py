@@ -7,9 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
 from ner.errors import NerError
+from ner.evaluation.evaluate import decode_checkpoint, precision_context, predictions_text
 from ner.evaluation.run_folder import RunFolder, run_folder_of_checkpoint
+from ner.study.arms import arms_in_use
+from ner.study.evaluate_arms import evaluate_run
 
 METRICS = {"model": {"head": "crf", "labels": ["O", "B-DNA", "I-DNA", "B-RNA", "I-RNA"]}}
 
@@ -110,3 +115,38 @@ def test_a_real_run(softmax_run):
     assert len(run.predictions("test")) == run.metrics["sizes"]["test"]
     sizes = {split: len(sentences) for split, sentences in datamodule.sentences.items()}
     assert sizes == {split: run.metrics["sizes"][split] for split in sizes}
+
+
+def test_the_forward_pass_at_a_runs_precision():
+    cpu = torch.device("cpu")
+    with precision_context("bf16-mixed", cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with precision_context("32-true", cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(NerError, match="precision 'bf16-true' is not supported"):
+        precision_context("bf16-true", cpu)
+
+
+@pytest.mark.slow
+def test_decode_only_arms_decode_at_the_runs_precision(softmax_run, tmp_path):
+    """A run trained in bf16-mixed is re-decoded in bf16-mixed: its decode-only arms see the emissions that
+    its own predictions came from (fp32 emissions change a few words of the real test set)."""
+    run = RunFolder(softmax_run)
+    assert run.precision == "32-true"
+    datamodule = run.datamodule()
+    own = (run.path / "predictions" / "test.iob2").read_text()
+    decoded = decode_checkpoint(run.checkpoint("best"), datamodule, ["test"], [None], "cpu", run.precision)
+    assert predictions_text(datamodule, "test", decoded[None]["test"]) == own
+    # the same run, as if trained in bf16-mixed: its viterbi arm is decoded and labelled so
+    bf16 = tmp_path / "bf16"
+    bf16.mkdir()
+    for name in ("metrics.json", "labels.json", "predictions", "checkpoints"):
+        (bf16 / name).symlink_to(run.path / name)
+    config = OmegaConf.load(run.path / "config.yaml")
+    config.trainer.precision = "bf16-mixed"
+    OmegaConf.save(config, bf16 / "config.yaml")
+    arms, _ = arms_in_use({"softmax-viterbi": {"head": "softmax", "decode": "viterbi"}}, protocol="honest")
+    (path,) = evaluate_run(bf16, arms, device="cpu", log=lambda _: None)
+    result = json.loads(path.read_text())
+    assert result["decode_precision"] == "bf16-mixed" and result["test"]["micro"]["f1"] >= 0
+    assert len(result["test_documents"]["documents"]) >= 1

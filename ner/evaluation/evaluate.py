@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from rich.console import Console
 
 from ner.data.datamodule import NerDataModule
@@ -24,17 +26,30 @@ from ner.files import atomic_write_text
 from ner.metrics import score_sentences
 
 
+def precision_context(precision: str, device: torch.device) -> AbstractContextManager:
+    """The forward pass at a run's `trainer.precision`, so that a re-decoding sees the emissions that the
+    run's own predictions came from (bf16 and fp32 emissions can differ in a few words of a test set)."""
+    precision = str(precision)
+    if precision in ("bf16-mixed", "16-mixed"):  # Lightning's own plugin: the autocast training used
+        return MixedPrecision(precision, device.type).forward_context()
+    if precision in ("32-true", "32", "64-true", "64"):
+        return nullcontext()
+    raise NerError(f"decoding at precision {precision!r} is not supported: 32-true, bf16-mixed or 16-mixed")
+
+
 def decode_checkpoint(
     checkpoint: str | Path,
     datamodule: NerDataModule,
     splits: Sequence[str] = ("test",),
     modes: Sequence[str | None] = (None,),
     device: str = "auto",
+    precision: str = "32-true",
 ) -> dict[str | None, dict[str, list[list[str]]]]:
     """Predicted tags `{mode: {split: [tags per sentence]}}`: one forward pass per batch, every mode from it.
 
     `mode` None decodes as the head was trained; any other of the head's `decode_modes` (`argmax` /
-    `viterbi` for the softmax head) re-decodes the same emissions.
+    `viterbi` for the softmax head) re-decodes the same emissions. `precision`: the forward pass's
+    (`trainer.precision`; the run's own, to reproduce its predictions).
     """
     from ner.inference.predictor import load_model  # the checkpoint loader, with its clear errors
 
@@ -49,7 +64,7 @@ def decode_checkpoint(
             f"{checkpoint}: no decode mode {unknown[0]!r}; expected one of {model.head.decode_modes}"
         )
     out: dict[str | None, dict[str, list[list[str]]]] = {mode: {} for mode in modes}
-    with torch.inference_mode():
+    with torch.inference_mode(), precision_context(precision, model.device):
         for split in splits:
             tags: dict[str | None, dict[int, list[str]]] = {mode: {} for mode in modes}
             for batch in datamodule.eval_dataloader(split):
@@ -84,15 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("dev", "test"))
     parser.add_argument("--out", help="also write the token<TAB>gold<TAB>pred file here")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--precision", help="32-true | bf16-mixed | 16-mixed (default: the run's trainer.precision)"
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     args = parser.parse_args(argv)
     with user_errors():
         run = RunFolder(args.run_dir)
         datamodule = run.datamodule()
         checkpoint = run.checkpoint(args.checkpoint)
-        predicted = decode_checkpoint(checkpoint, datamodule, [args.split], [args.decode], args.device)[
-            args.decode
-        ][args.split]
+        precision = args.precision or run.precision
+        decoded = decode_checkpoint(
+            checkpoint, datamodule, [args.split], [args.decode], args.device, precision
+        )
+        predicted = decoded[args.decode][args.split]
     gold = [s.tags for s in datamodule.sentences[args.split]]
     scores = score_sentences(gold, predicted, datamodule.types)
     if args.out:
@@ -102,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from ner.evaluation.score import _score_table
 
-        Console().print(_score_table(scores, f"{checkpoint} ({args.decode or 'as trained'}, {args.split})"))
+        Console().print(
+            _score_table(scores, f"{checkpoint} ({args.decode or 'as trained'}, {args.split}, {precision})")
+        )
     return 0
 
 

@@ -76,6 +76,11 @@ class RunFolder:
         return self.metrics["protocol"].get("retrain")
 
     @property
+    def precision(self) -> str:
+        """The run's `trainer.precision` (32-true when the config has none): re-decodings use it too."""
+        return str(OmegaConf.select(self.config, "trainer.precision", default="32-true"))
+
+    @property
     def head(self) -> str:
         return str(self.metrics["model"]["head"]) if self.finished else str(self.config.head.name)
 

@@ -60,9 +60,14 @@ class EpochDecodes:
             if not missing:
                 continue
             checkpoint = self.checkpoints[epoch]
-            self.log(f"{self.run.path.name}: decoding {split} with {checkpoint.name} ({', '.join(missing)})")
+            self.log(
+                f"{self.run.path.name}: decoding {split} with {checkpoint.name} ({', '.join(missing)}; "
+                f"{self.run.precision})"
+            )
             as_asked = [None if m == self.trained else m for m in missing]  # None: the head as trained
-            decoded = decode_checkpoint(checkpoint, self.datamodule, [split], as_asked, self.device)
+            decoded = decode_checkpoint(
+                checkpoint, self.datamodule, [split], as_asked, self.device, self.run.precision
+            )
             for mode, asked in zip(missing, as_asked, strict=True):
                 text = predictions_text(self.datamodule, split, decoded[asked][split])
                 atomic_write_text(self.file(epoch, mode, split), text)
@@ -127,6 +132,7 @@ def decoded_arm(arm: Arm, metrics: dict, decodes: EpochDecodes) -> dict:
         "native": False,
         "selection": selection,
         "dev_is_test": metrics["protocol"]["dev_is_test"],
+        "decode_precision": decodes.run.precision,  # the run's: its own predictions came from it too
         "epoch": epoch,
         "dev": dev[epoch],
         "test": decodes.scores(epoch, arm.decode, "test"),
@@ -149,6 +155,7 @@ def retrained_arm(arm: Arm, metrics: dict, decodes: EpochDecodes) -> dict:
         "native": False,
         "selection": f"none: the kept (last) epoch, decoded with {arm.decode}",
         "dev_is_test": False,
+        "decode_precision": decodes.run.precision,
         "epoch": epoch,
         "test": decodes.scores(epoch, arm.decode, "test"),
         "predictions": predictions,
