@@ -24,7 +24,7 @@ from ner.evaluation.run_folder import RunFolder
 from ner.study.arms import Arm
 from ner.study.evaluate_arms import native_arm, trained_decode
 from ner.study.protocol import ALONE, CARD_LABEL, LADDER
-from ner.study.stats import documents_of, f1, paired_test, summarize, test_documents
+from ner.study.stats import document_record, documents_of, f1, paired_test, summarize
 from ner.tags import types_of
 
 HONEST = (
@@ -117,7 +117,7 @@ def pooled_counts(
         path = run.run_dir / run.result["predictions"]["test"]
         record = run.result.get("test_documents")  # absent: an arm file from before the counts were kept
         if record is None:
-            record = test_documents(read_iob2(path, types, with_predictions=True), types)
+            record = document_record(read_iob2(path, types, with_predictions=True), types)
         ids, counts, unit = documents_of(record, types, str(path))
         if docs is not None and ids != docs:
             raise NerError(f"{path}: not the same test documents as the other runs")

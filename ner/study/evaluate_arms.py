@@ -29,7 +29,7 @@ from ner.files import atomic_write_text, write_json
 from ner.metrics import score_sentences
 from ner.study.arms import Arm
 from ner.study.protocol import CARD_LABEL, CARD_MAX_LENGTH, card_protocol, kept_words
-from ner.study.stats import test_documents
+from ner.study.stats import document_record
 
 
 class EpochDecodes:
@@ -228,7 +228,7 @@ def evaluate_run(
         native = arm.decode in (None, trained)
         result = native_arm(arm, metrics, trained) if native else decoded_arm(arm, metrics, decodes)
         test = read_iob2(run.path / result["predictions"]["test"], run.types, with_predictions=True)
-        result["test_documents"] = test_documents(test, run.types)
+        result["test_documents"] = document_record(test, run.types)
         written.append(write_json(path, result))
     for path, arm in cards.items():
         written.append(write_json(path, card_arm(arm, arm.decode or trained, metrics, decodes)))

@@ -66,7 +66,7 @@ def document_counts(sentences: Sequence[Sentence], types: Sequence[str]) -> tupl
     return ids, np.stack(rows)
 
 
-def test_documents(corpus: Corpus, types: Sequence[str]) -> dict:
+def document_record(corpus: Corpus, types: Sequence[str]) -> dict:
     """Per-document counts of a predictions file as JSON, kept in each arm's result: the paired tests need
     only these, so a study compares again from its committed results (which hold none of the corpus)."""
     ids, counts = document_counts(corpus.sentences, types)
