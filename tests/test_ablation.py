@@ -320,6 +320,31 @@ def test_a_study_compares_again_from_its_arm_files_alone(tmp_path):
     assert test["micro"]["documents"] == 3 and test["pooled_f1"]["crf"] == pytest.approx(2 * 6 / (7 + 8))
 
 
+def test_compare_py_lists_arms_in_the_study_order_the_runs_saved(tmp_path):
+    """Folders sort crf first; the saved study config (softmax, crf) sets the order and the pair's sign."""
+    right, wrong = (["B-DNA", "O"], ["B-DNA", "O"]), (["B-DNA", "O"], ["O", "O"])
+    runs = [
+        fake_run(tmp_path / f"{head}-seed1", head, 1, [[right, wrong], [right]])
+        for head in ("crf", "softmax")
+    ]
+    for run in runs:
+        with (run / "config.yaml").open("a") as config:
+            config.write("study:\n  arms:\n    softmax: {head: softmax}\n    crf: {head: crf}\n")
+
+    def compare_py(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "experiments/compare.py", *map(str, runs), "--resamples", "50", *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    for args, order in [((), ["softmax", "crf"]), (("--arms", "crf,softmax"), ["crf", "softmax"])]:
+        done = compare_py("--out", str(tmp_path / "out"), *args)
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads((tmp_path / "out" / "comparison.json").read_text())
+        assert list(result["arms"]) == order
+        assert [(t["a"], t["b"]) for t in result["significance"]] == [tuple(order)]
+    typo = compare_py("--arms", "crf,sofmax")
+    assert typo.returncode == 2 and "no such arm ['sofmax']" in typo.stderr and "Traceback" not in typo.stderr
+
+
 def test_compare_refuses_unfinished_runs_and_duplicate_seeds(tmp_path):
     with pytest.raises(NerError, match="has not finished"):
         compare([tmp_path])

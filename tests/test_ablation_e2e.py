@@ -228,7 +228,10 @@ def test_compare_py_recomputes_the_comparison_of_finished_runs(sweeps, tmp_path)
     assert done.returncode == 0, output(done)[-3000:]
     again = json.loads((tmp_path / "comparison.json").read_text())
     swept = json.loads((study / "comparison" / "comparison.json").read_text())
-    assert sorted(again["arms"]) == sorted(swept["arms"])
+    assert list(again["arms"]) == list(swept["arms"])  # the study's order, not the folders'
+    assert [(p["a"], p["b"]) for p in again["significance"]] == [
+        (p["a"], p["b"]) for p in swept["significance"]
+    ]
     for arm, summary in swept["arms"].items():
         assert again["arms"][arm]["metrics"] == summary["metrics"], arm
     assert "Arms (honest protocol)" in done.stdout and (tmp_path / "f1_per_arm.png").is_file()
