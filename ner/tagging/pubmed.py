@@ -44,6 +44,7 @@ PARSER_OPTIONS = dict(
     remove_comments=True,
     remove_pis=True,
 )
+CHUNK_BYTES = 1 << 16  # what one read feeds the parser
 XML_SPACE = re.compile(r"[ \t\r\n]+")
 
 
@@ -51,8 +52,23 @@ def read_pubmed(path: Path) -> Iterator[Record]:
     """The records of one PubMed XML file in file order: Document, Deleted or BadRecord."""
     with open_shard(path) as handle:
         depth = count = 0
-        try:
-            for event, element in etree.iterparse(handle, events=("start", "end"), **PARSER_OPTIONS):
+        # a pull parser fed by us, not iterparse: lxml 6.2's iterparse drops the events it parsed before a
+        # syntax error in the same read, where the parser keeps them (tests/test_tag_inputs.py)
+        parser = etree.XMLPullParser(events=("start", "end"), **PARSER_OPTIONS)
+        syntax_error = None
+        while syntax_error is None:
+            try:
+                chunk = handle.read(CHUNK_BYTES)
+            except READ_ERRORS as error:
+                raise ShardError(path, f"cannot be read after {count} records ({error})") from None
+            try:
+                if chunk:
+                    parser.feed(chunk)
+                else:
+                    parser.close()
+            except etree.XMLSyntaxError as error:
+                syntax_error = error  # the events before it are still queued: yield their records first
+            for event, element in parser.read_events():
                 if event == "start":
                     depth += 1
                     if depth == 1 and element.tag != ROOT:
@@ -66,10 +82,10 @@ def read_pubmed(path: Path) -> Iterator[Record]:
                 element.clear()  # keep memory flat: drop the article and what came before it
                 while element.getprevious() is not None:
                     del element.getparent()[0]
-        except etree.XMLSyntaxError as error:
-            raise ShardError(path, f"not well-formed XML ({error.msg})", error.lineno) from None
-        except READ_ERRORS as error:
-            raise ShardError(path, f"cannot be read after {count} records ({error})") from None
+            if not chunk:
+                break
+        if syntax_error is not None:
+            raise ShardError(path, f"not well-formed XML ({syntax_error.msg})", syntax_error.lineno)
 
 
 def parse_record(element: etree._Element, where: str) -> Record:
