@@ -290,6 +290,29 @@ def test_compare_aggregates_seeds_and_pairs_arms_by_hand(tmp_path):
     assert test["micro"]["difference"] == pytest.approx(5 / 6 - 0.5)
     assert test["resampled"] == "abstracts" and test["micro"]["documents"] == 2
     assert result["card_protocol"] == {}
+    assert result["best_on_dev"] == {"arm": "crf", "dev_f1": pytest.approx(5 / 6), "seeds": 2, "pending": {}}
+
+
+def test_the_best_arm_on_dev_is_ranked_among_arms_with_every_seed(tmp_path):
+    right = (["B-protein", "I-protein", "O"], ["B-protein", "I-protein", "O"])
+    wrong = (["B-protein", "I-protein", "O"], ["B-protein", "O", "O"])
+    runs = [  # fake runs score dev as test: softmax 1/2 and 1/2, crf 1/2 and 0, crf+ctx 1 on one seed
+        fake_run(tmp_path / "softmax-seed1", "softmax", 1, [[right], [wrong]]),
+        fake_run(tmp_path / "softmax-seed2", "softmax", 2, [[wrong], [right]]),
+        fake_run(tmp_path / "crf-seed1", "crf", 1, [[right], [wrong]]),
+        fake_run(tmp_path / "crf-seed2", "crf", 2, [[wrong], [wrong]]),
+        fake_run(tmp_path / "crf-ctx-seed1", "crf+ctx", 1, [[right], [right]]),  # an arm of its own by name
+    ]
+    result = report(runs, tmp_path / "comparison", resamples=50)
+    assert result["best_on_dev"] == {
+        "arm": "softmax",
+        "dev_f1": pytest.approx(0.5),
+        "seeds": 2,
+        "pending": {"crf+ctx": 1},
+    }
+    markdown = (tmp_path / "comparison" / "comparison.md").read_text()
+    picked = "Best on dev: softmax (50.00, mean over 2 seeds); not ranked yet: crf+ctx (1 of 2 seeds)."
+    assert picked in markdown
 
 
 def test_a_study_compares_again_from_its_arm_files_alone(tmp_path):

@@ -106,6 +106,22 @@ def arm_summary(runs: Sequence[ArmRun], types: Sequence[str]) -> dict:
     }
 
 
+def best_on_dev(arms: dict) -> dict:
+    """The arm the study picks for its final retrain: the highest mean dev F1 of the arms with the most seeds.
+
+    An arm with fewer seeds is listed as pending, not ranked: its mean over fewer seeds is not comparable.
+    """
+    most = max(len(arm["seeds"]) for arm in arms.values())
+    ranked = {name: arm for name, arm in arms.items() if len(arm["seeds"]) == most}
+    best = max(ranked, key=lambda name: ranked[name]["metrics"]["dev_f1"]["mean"])
+    return {
+        "arm": best,
+        "dev_f1": ranked[best]["metrics"]["dev_f1"]["mean"],
+        "seeds": most,
+        "pending": {name: len(arm["seeds"]) for name, arm in arms.items() if name not in ranked},
+    }
+
+
 def pooled_counts(
     runs: Sequence[ArmRun], seeds: Sequence[int], types: Sequence[str]
 ) -> tuple[list[str], np.ndarray, str]:
@@ -247,6 +263,7 @@ def compare(
         "protocol": HONEST,
         "types": types,
         "arms": arms,
+        "best_on_dev": best_on_dev(arms),
         "significance": significance(honest, types, resamples, seed),
         "significance_method": (
             f"paired bootstrap ({resamples} resamples of test documents, percentile CI) and approximate "

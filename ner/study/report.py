@@ -87,10 +87,16 @@ def arm_tables(comparison: dict) -> list[tuple[Table, str]]:
             row[f"p AR ({metric})"] = p_value(t["p_randomization"])
         pairs.append(row)
     units = ", ".join(sorted({test["resampled"] for test in tests}))
+    best = comparison["best_on_dev"]
+    pending = "".join(
+        f"; not ranked yet: {name} ({n} of {best['seeds']} seeds)" for name, n in best["pending"].items()
+    )
+    picked = f"Best on dev: {best['arm']} ({pct(best['dev_f1'])}, mean over {best['seeds']} seeds){pending}"
     return [
         (
             Table("Arms (honest protocol)", rows),
-            f"{HONEST}. Percent; mean ± std over seeds (n-1) [min–max]; epoch per arm: {selections}",
+            f"{HONEST}. Percent; mean ± std over seeds (n-1) [min–max]; epoch per arm: {selections}. "
+            f"{picked}.",
         ),
         (Table("Test F1 per entity type (honest protocol)", per_type), "Percent, mean ± std [min–max]."),
         (
