@@ -8,6 +8,9 @@ callbacks a run without validation needs. `ner.train` calls into it; everything 
 
 from __future__ import annotations
 
+import filecmp
+import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,8 +21,11 @@ from ner.callbacks import EpochHistory
 from ner.errors import NerError
 from ner.evaluation.run_folder import RunFolder
 
+log = logging.getLogger(__name__)
+
 # What a retrain must share with the dev-selected run it takes its epochs from (`retrain_from`); the seed may
 # differ, and trainer.max_epochs is the schedule's length, which must be the same too (see `retrain_plan`).
+# The corpus is compared by its files, not by `data.dir` (see `check_same_corpus`).
 RECIPE_KEYS = (
     "model.encoder",
     "model.dropout",
@@ -29,7 +35,6 @@ RECIPE_KEYS = (
     "trainer.precision",
     "trainer.gradient_clip_val",
     "trainer.accumulate_grad_batches",
-    "data.dir",
     "data.types",
     "data.scheme",
     "data.max_length",
@@ -68,6 +73,36 @@ class StopAfterEpochs(Callback):
 def config_value(cfg: DictConfig, key: str) -> Any:
     value = OmegaConf.select(cfg, key, default=None)
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+CORPUS_FILES = ("train.iob2", "dev.iob2", "test.iob2")
+
+
+def check_same_corpus(here: Path, there: Path, run: Path) -> None:
+    """A study restored on another machine finds its corpus at another path: the files, not the path, must
+    match. Where the run's corpus folder is not on this machine, nothing can be compared: the log says so."""
+    if here.resolve() == there.resolve():
+        return
+    if not there.is_dir():
+        log.warning(
+            "retrain_from=%s: the run's corpus folder %s is not on this machine; "
+            "cannot check that data.dir=%s holds the same corpus",
+            run,
+            there,
+            here,
+        )
+        return
+    differ = []
+    for name in CORPUS_FILES:
+        ours, theirs = here / name, there / name
+        if ours.exists() != theirs.exists():
+            differ.append(f"{name} ({'missing here' if theirs.exists() else 'only here'})")
+        elif ours.exists() and not filecmp.cmp(ours, theirs, shallow=False):
+            differ.append(f"{name} (different contents)")
+    if differ:
+        raise NerError(
+            f"retrain_from={run}: data.dir={here} is not the run's corpus ({there}): " + ", ".join(differ)
+        )
 
 
 def retrain_plan(cfg: DictConfig) -> dict[str, Any] | None:
@@ -115,6 +150,7 @@ def retrain_plan(cfg: DictConfig) -> dict[str, Any] | None:
     ]
     if differ:
         raise NerError(f"retrain_from={run.path}: not the run's recipe; " + "; ".join(differ))
+    check_same_corpus(Path(cfg.data.dir), Path(config_value(run.config, "data.dir")), run.path)
     epochs, schedule = int(best) + 1, int(run.config.trainer.max_epochs)
     plural = "s" * (epochs != 1)
     label = (

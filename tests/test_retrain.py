@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ner.evaluation.evaluate import decode_checkpoint
 from ner.evaluation.run_folder import RunFolder
 from ner.evaluation.summary import table
 from ner.metrics import score_sentences
+from ner.retrain import check_same_corpus
 from ner.study.arms import arms_in_use
 from ner.study.evaluate_arms import evaluate_run
 from ner.train import run
@@ -66,7 +68,14 @@ def test_the_last_epoch_is_the_model_scored_on_test(by_hand):
 
 def test_retrain_from_takes_the_runs_best_epoch_and_its_schedule(softmax_run, tmp_path, capsys):
     source = json.loads((softmax_run / "metrics.json").read_text())
-    metrics = train(tmp_path, "data.dev=none", f"retrain_from={softmax_run}", "trainer.log_every_n_steps=1")
+    corpus = shutil.copytree(compose_config(QUICK).data.dir, tmp_path / "corpus elsewhere")  # the same files
+    metrics = train(
+        tmp_path / "run",
+        "data.dev=none",
+        f"retrain_from={softmax_run}",
+        "trainer.log_every_n_steps=1",
+        f"data.dir='{corpus}'",
+    )
     best = source["best_epoch"]
     assert [e["epoch"] for e in metrics["epochs"]] == list(range(best + 1)) and metrics["kept_epoch"] == best
     retrain = metrics["protocol"]["retrain"]
@@ -74,7 +83,7 @@ def test_retrain_from_takes_the_runs_best_epoch_and_its_schedule(softmax_run, tm
     assert f"epochs fixed from {softmax_run}" in retrain["label"] and "dev" not in metrics
     assert f"epochs fixed from {softmax_run}" in capsys.readouterr().out  # the end-of-run summary
     # the LR schedule is the source run's (4 epochs of 2 batches: warm-up 0, then 1 - step / 8), cut at best
-    with open(tmp_path / "logs" / "metrics.csv") as handle:
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as handle:
         rates = {
             int(r["step"]): float(r["lr-AdamW/pg1"]) for r in csv.DictReader(handle) if r.get("lr-AdamW/pg1")
         }
@@ -97,6 +106,22 @@ def test_retrain_from_refuses_unfinished_no_dev_and_other_recipes(softmax_run, b
     with pytest.raises(NerError, match="add data.dev=none"):
         train(tmp_path / "d", f"retrain_from={softmax_run}")
     assert not any((tmp_path / name).exists() for name in "abcd")  # refused before anything was written
+
+
+def test_the_corpus_is_compared_by_its_files_not_its_path(tmp_path, caplog):
+    original = Path(compose_config(QUICK).data.dir)
+    copy = shutil.copytree(original, tmp_path / "copy")
+    check_same_corpus(copy, original, tmp_path)  # a restored study's corpus at another path: accepted
+    (copy / "train.iob2").write_text((copy / "train.iob2").read_text().replace("\tB-", "\tI-", 1))
+    (copy / "dev.iob2").write_text("")
+    with pytest.raises(NerError, match=r"not the run's corpus .*: train\.iob2 \(different contents\), dev"):
+        check_same_corpus(copy, original, tmp_path)
+    (copy / "test.iob2").unlink()
+    with pytest.raises(NerError, match=r"test\.iob2 \(missing here\)"):
+        check_same_corpus(copy, original, tmp_path)
+    with caplog.at_level("WARNING", logger="ner.retrain"):  # nothing to compare with: said, not passed over
+        check_same_corpus(original, tmp_path / "gone", tmp_path)
+    assert "is not on this machine; cannot check" in caplog.text
 
 
 def test_the_study_evaluates_a_retrained_run_at_its_kept_epoch(by_hand):
