@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from ner.callbacks import EpochHistory, Preemption, RandomState, StepCheckpoint
+from ner.csv_logger import KeepCurveOnResume
 from ner.data.datamodule import NerDataModule
 from ner.data.splits import DEV_ON_TEST_WARNING
 from ner.data.writer import corpus_predictions, sentence_predictions
@@ -118,11 +119,12 @@ def build_trainer(
             epochs,
             RandomState(),
             Preemption(folder),
+            KeepCurveOnResume(),
         ]
     else:  # no dev: no validation loop (not even a sanity check), no best checkpoint; the last epoch is kept
         history, best = TrainEpochHistory(timer), None
         callbacks = [timer, history, LearningRateMonitor("step"), epochs, RandomState(), Preemption(folder)]
-        callbacks.append(StopAfterEpochs(retrain["epochs"]))
+        callbacks += [KeepCurveOnResume(), StopAfterEpochs(retrain["epochs"])]
         trainer_options.update(limit_val_batches=0, num_sanity_val_steps=0)
     if cfg.checkpoint_every_n_steps:
         callbacks.append(

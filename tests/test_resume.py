@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -136,6 +137,14 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
 
 
+def curve(out: Path) -> list[dict[str, str]]:
+    """logs/metrics.csv, row by row, without its empty cells (the columns' order may differ)."""
+    with open(out / "logs" / "metrics.csv", newline="") as handle:
+        rows = [{k: v for k, v in row.items() if v} for row in csv.DictReader(handle)]
+    assert any("val/f1" in row for row in rows) and any("train/loss" in row for row in rows)
+    return rows
+
+
 def assert_same_run(out: Path, reference: Path) -> None:
     ours, theirs = (json.loads((p / "metrics.json").read_text()) for p in (out, reference))
     for key in ("dev", "test", "best_epoch", "best_checkpoint"):
@@ -144,6 +153,7 @@ def assert_same_run(out: Path, reference: Path) -> None:
     a, b = weights(out), weights(reference)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "final weights differ from the uninterrupted run's"
+    assert curve(out) == curve(reference), "the CSV curve differs from the uninterrupted run's"
     for name in ("dev", "test"):
         assert (out / "predictions" / f"{name}.iob2").read_text() == (
             reference / "predictions" / f"{name}.iob2"
