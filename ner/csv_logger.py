@@ -2,8 +2,8 @@
 
 Lightning's CSVLogger deletes metrics.csv when a new process opens the run folder, so a resumed run lost its
 curve up to the checkpoint (kept by our code for that reason; `tests/test_resume.py` shows the difference).
-Here the old rows are held back when the file is opened, and `KeepCurveOnResume` writes back those from
-before the checkpoint's step once the checkpoint is restored: the resumed run redoes the later ones.
+Here the file stays, and `KeepCurveOnResume` cuts it back to the rows from before the checkpoint's step once
+the checkpoint is restored: the resumed run logs the later ones again.
 """
 
 from __future__ import annotations
@@ -21,34 +21,29 @@ from ner.files import atomic_write_text
 
 
 class ResumableExperimentWriter(ExperimentWriter):
-    """Holds the rows of an existing metrics.csv instead of losing them with the file."""
+    """Keeps an existing metrics.csv until the resumed step is known."""
 
     def _check_log_dir_exists(self) -> None:
-        """Lightning's warns that the file will be deleted, and deletes it; here its rows are held first."""
-        self.previous_rows: list[dict[str, str]] = []
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as handle:
-                self.previous_rows = list(csv.DictReader(handle))
-            os.remove(self.metrics_file_path)
+        """Lightning's deletes metrics.csv here; it stays until `keep_rows_before` knows the resumed step."""
 
     def keep_rows_before(self, step: int) -> None:
-        """Writes back the held rows logged before `step` (the restored checkpoint's global step)."""
-        kept = [row for row in self.previous_rows if row.get("step") and int(row["step"]) < step]
-        self.previous_rows = []
-        if not kept:
+        """Cuts metrics.csv back to the rows logged before `step` (the restored checkpoint's global step), in
+        one atomic write so that a crash in between loses nothing; the run appends its own rows after them."""
+        if not os.path.isfile(self.metrics_file_path):
             return
-        self.save()  # anything logged since the file was opened, so that it follows the kept rows
-        rows = kept
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as handle:
-                rows = kept + list(csv.DictReader(handle))
-        keys = sorted({key for row in rows for key, value in row.items() if value not in (None, "")})
-        self.metrics_keys = keys
+        with open(self.metrics_file_path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            keys = list(reader.fieldnames or [])
+            kept = [row for row in reader if int(row["step"]) < step]
+        if not kept:  # a fresh start (step 0): the folder's old curve is not this run's
+            os.remove(self.metrics_file_path)
+            return
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(text, fieldnames=keys)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(kept)
         atomic_write_text(self.metrics_file_path, text.getvalue())
+        self.metrics_keys = keys  # Lightning's save appends under this header (and rewrites it for new keys)
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -68,5 +63,5 @@ class KeepCurveOnResume(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         for logger in trainer.loggers:
-            if isinstance(logger, ResumableCSVLogger) and trainer.is_global_zero:
+            if trainer.is_global_zero and isinstance(logger, ResumableCSVLogger):
                 logger.experiment.keep_rows_before(trainer.global_step)

@@ -119,13 +119,13 @@ def build_trainer(
             epochs,
             RandomState(),
             Preemption(folder),
-            KeepCurveOnResume(),
         ]
     else:  # no dev: no validation loop (not even a sanity check), no best checkpoint; the last epoch is kept
         history, best = TrainEpochHistory(timer), None
         callbacks = [timer, history, LearningRateMonitor("step"), epochs, RandomState(), Preemption(folder)]
-        callbacks += [KeepCurveOnResume(), StopAfterEpochs(retrain["epochs"])]
+        callbacks.append(StopAfterEpochs(retrain["epochs"]))
         trainer_options.update(limit_val_batches=0, num_sanity_val_steps=0)
+    callbacks.append(KeepCurveOnResume())
     if cfg.checkpoint_every_n_steps:
         callbacks.append(
             StepCheckpoint(filename="last", every_n_train_steps=cfg.checkpoint_every_n_steps, **files)
