@@ -18,7 +18,8 @@ def test_every_logger_choice_composes(choice):
 
 def test_default_is_csv_and_tensorboard(tmp_path):
     cfg = compose_config([f"output_dir={tmp_path}"])
-    assert [type(logger).__name__ for logger in build_loggers(cfg)] == ["CSVLogger", "TensorBoardLogger"]
+    names = [type(logger).__name__ for logger in build_loggers(cfg)]
+    assert names == ["ResumableCSVLogger", "TensorBoardLogger"]
 
 
 def test_quickstart_with_mlflow_logs_into_a_local_store(tmp_path):
